@@ -2,5 +2,15 @@
 //! the port traits through which they reach storage and the clock. Nothing here knows
 //! about HTTP, Lambda or AWS.
 
+pub mod access;
+pub mod accounts;
+pub mod audit;
 pub mod clock;
+pub mod contracts;
+pub mod ids;
+pub mod input;
+pub mod keys;
+pub mod money;
+pub mod organization;
 pub mod store;
+pub mod validation;

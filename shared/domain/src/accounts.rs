@@ -1,0 +1,464 @@
+//! Sign-up, login and the caller's profile: organizations and their users.
+
+use crate::access::Role;
+use crate::audit::{Actor, AuditEvent, RequestInfo};
+use crate::clock::Clock;
+use crate::ids::{TenantId, UserId};
+use crate::keys;
+use crate::organization::{Organization, OrganizationNumber};
+use crate::store::{Attributes, Condition, Item, StoreError, Table, WriteOp};
+use crate::validation::{FieldIssue, ValidationErrors, text};
+use argon2::password_hash::{PasswordHash, SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// A normalized (trimmed, lower-case) e-mail address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(input: &str) -> Result<Self, FieldIssue> {
+        let address = input.trim().to_lowercase();
+        let valid = address.len() <= 254
+            && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+            && match address.split_once('@') {
+                Some((local, domain)) => {
+                    !local.is_empty()
+                        && local.len() <= 64
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                        && !domain.contains("..")
+                }
+                None => false,
+            };
+        if valid {
+            Ok(Self(address))
+        } else {
+            Err(FieldIssue::InvalidEmail)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Password rules: 12 to 256 characters, never truncated, and not guessable (a
+/// zxcvbn score of at least 3, which refuses common passwords and ones built from the
+/// user's own name, e-mail or organization).
+pub struct PasswordPolicy;
+
+impl PasswordPolicy {
+    pub const MIN_CHARS: usize = 12;
+    pub const MAX_CHARS: usize = 256;
+
+    pub fn check(password: &str, user_inputs: &[&str]) -> Result<(), FieldIssue> {
+        let chars = password.chars().count();
+        if chars < Self::MIN_CHARS {
+            return Err(FieldIssue::TooShort {
+                min: Self::MIN_CHARS,
+            });
+        }
+        if chars > Self::MAX_CHARS {
+            return Err(FieldIssue::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        // zxcvbn matches whole inputs; also give it the words of names and addresses, so
+        // "annalind2024!" is weak for Anna Lind.
+        let words: Vec<String> = user_inputs
+            .iter()
+            .flat_map(|input| {
+                let lower = input.to_lowercase();
+                let parts: Vec<String> = lower
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|part| part.chars().count() >= 3)
+                    .map(str::to_owned)
+                    .collect();
+                let joined = parts.concat();
+                std::iter::once(lower).chain(parts).chain(std::iter::once(joined))
+            })
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        if zxcvbn::zxcvbn(password, &words).score() < zxcvbn::Score::Three {
+            return Err(FieldIssue::WeakPassword);
+        }
+        Ok(())
+    }
+}
+
+/// argon2id with the crate defaults, which are OWASP's recommendation
+/// (m = 19 MiB, t = 2, p = 1).
+fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| AccountError::Internal(format!("password hashing failed: {e}")))
+}
+
+fn password_matches(password: &str, stored_hash: &str) -> bool {
+    PasswordHash::new(stored_hash)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A user as the rest of the product sees them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub email: Email,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user as stored: with the password hash, which never leaves this module.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRecord {
+    #[serde(flatten)]
+    user: User,
+    password_hash: String,
+}
+
+/// Where the login lookup by e-mail points.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EmailLogin {
+    tenant_id: TenantId,
+    user_id: UserId,
+}
+
+/// What a new customer sends to sign up.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignUpRequest {
+    #[schema(example = "Nordlys Fleet AB", max_length = 200)]
+    pub organization_name: String,
+    /// Swedish organisationsnummer, `NNNNNN-NNNN`.
+    #[schema(example = "556074-3089")]
+    pub organization_number: String,
+    #[schema(example = "Anna Lind", max_length = 200)]
+    pub name: String,
+    #[schema(example = "anna.lind@nordlysfleet.se", format = "email")]
+    pub email: String,
+    /// 12 to 256 characters; common and easily guessed passwords are refused.
+    #[schema(min_length = 12, max_length = 256, format = "password")]
+    pub password: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("unknown e-mail or wrong password")]
+    InvalidCredentials,
+    #[error("the user or organization no longer exists")]
+    NotFound,
+    #[error("the store is busy with a concurrent change; retry")]
+    Contention,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(error: StoreError) -> Self {
+        AccountError::Store(error)
+    }
+}
+
+pub struct AccountService {
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+    /// Verified against when an e-mail is unknown, so both failures cost the same time.
+    dummy_hash: OnceCell<String>,
+}
+
+impl AccountService {
+    pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            table,
+            clock,
+            dummy_hash: OnceCell::new(),
+        }
+    }
+
+    /// Creates an organization and its first user, the owner, in one transaction.
+    pub async fn sign_up(
+        &self,
+        request: SignUpRequest,
+        info: RequestInfo,
+    ) -> Result<(Organization, User), AccountError> {
+        let mut errors = ValidationErrors::new();
+        let organization_name = errors.check(
+            "/organizationName",
+            text(&request.organization_name, 200, false),
+        );
+        let organization_number = errors.check(
+            "/organizationNumber",
+            OrganizationNumber::parse(&request.organization_number),
+        );
+        let name = errors.check("/name", text(&request.name, 200, false));
+        let email = errors.check("/email", Email::parse(&request.email));
+        let user_inputs = [
+            request.name.as_str(),
+            request.email.as_str(),
+            request.organization_name.as_str(),
+        ];
+        errors.check(
+            "/password",
+            PasswordPolicy::check(&request.password, &user_inputs),
+        );
+        let (Some(organization_name), Some(organization_number), Some(name), Some(email)) =
+            (organization_name, organization_number, name, email)
+        else {
+            return Err(errors.into());
+        };
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+
+        let password = request.password;
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| AccountError::Internal(format!("hashing task failed: {e}")))??;
+
+        let now = self.clock.now();
+        let tenant = TenantId::generate();
+        let organization = Organization {
+            id: tenant,
+            name: organization_name,
+            organization_number,
+            created_at: now,
+        };
+        let user = User {
+            id: UserId::generate(),
+            tenant_id: tenant,
+            name,
+            email,
+            role: Role::Owner,
+            created_at: now,
+        };
+        let actor = Actor {
+            tenant,
+            user: user.id,
+            role: Role::Owner,
+            request: info,
+        };
+        let record = UserRecord {
+            user: user.clone(),
+            password_hash,
+        };
+        let login = EmailLogin {
+            tenant_id: tenant,
+            user_id: user.id,
+        };
+        let audit = AuditEvent::change(
+            &actor,
+            now,
+            "organization.created",
+            format!("organization:{tenant}"),
+            None,
+            Some(serde_json::json!({ "organization": organization, "owner": user })),
+        );
+        let ops = vec![
+            put_new(keys::email_login(user.email.as_str()), &login)?,
+            put_new(
+                keys::organization_number(&organization.organization_number.digits()),
+                &serde_json::json!({ "tenantId": tenant }),
+            )?,
+            put_new(keys::organization(tenant), &organization)?,
+            put_new(keys::user(tenant, user.id), &record)?,
+            audit.write_op(),
+        ];
+        match self.table.transact_write(ops).await {
+            Ok(()) => Ok((organization, user)),
+            Err(StoreError::TransactionCanceled { failed }) if failed.is_empty() => {
+                Err(AccountError::Contention)
+            }
+            Err(StoreError::TransactionCanceled { failed }) => {
+                let mut errors = ValidationErrors::new();
+                if failed.contains(&0) {
+                    errors.add("/email", FieldIssue::AlreadyInUse);
+                }
+                if failed.contains(&1) {
+                    errors.add("/organizationNumber", FieldIssue::AlreadyInUse);
+                }
+                if errors.is_empty() {
+                    // Fresh ids collided: astronomically unlikely, but not a user error.
+                    return Err(AccountError::Contention);
+                }
+                Err(errors.into())
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The user with this e-mail and password. Unknown e-mail and wrong password fail
+    /// the same way and take the same time.
+    pub async fn log_in(&self, email: &str, password: &str) -> Result<User, AccountError> {
+        let record = match Email::parse(email) {
+            Ok(email) => self.find_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let stored_hash = match &record {
+            Some(record) => record.password_hash.clone(),
+            None => self.dummy_hash().await?.clone(),
+        };
+        // Over-long input is refused only after the hash, to keep timing uniform.
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || {
+            password.chars().count() <= PasswordPolicy::MAX_CHARS
+                && password_matches(&password, &stored_hash)
+        })
+        .await
+        .map_err(|e| AccountError::Internal(format!("verification task failed: {e}")))?;
+        match record {
+            Some(record) if matches => Ok(record.user),
+            _ => Err(AccountError::InvalidCredentials),
+        }
+    }
+
+    /// The caller and their organization.
+    pub async fn profile(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<(User, Organization), AccountError> {
+        let (user_key, organization_key) = (keys::user(tenant, user), keys::organization(tenant));
+        let (user_item, organization_item) = tokio::try_join!(
+            self.table.get(&user_key),
+            self.table.get(&organization_key),
+        )?;
+        let (Some(user_item), Some(organization_item)) = (user_item, organization_item) else {
+            return Err(AccountError::NotFound);
+        };
+        let record: UserRecord = from_item(user_item)?;
+        let organization: Organization = from_item(organization_item)?;
+        Ok((record.user, organization))
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<UserRecord>, AccountError> {
+        let Some(login) = self.table.get(&keys::email_login(email.as_str())).await? else {
+            return Ok(None);
+        };
+        let login: EmailLogin = from_item(login)?;
+        match self
+            .table
+            .get(&keys::user(login.tenant_id, login.user_id))
+            .await?
+        {
+            Some(item) => Ok(Some(from_item(item)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn dummy_hash(&self) -> Result<&String, AccountError> {
+        self.dummy_hash
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(|| hash_password("not-a-real-password-at-all"))
+                    .await
+                    .map_err(|e| AccountError::Internal(format!("hashing task failed: {e}")))?
+            })
+            .await
+    }
+}
+
+/// A record serialized into a new item's attributes.
+pub(crate) fn to_attributes(value: &impl Serialize) -> Result<Attributes, StoreError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(StoreError::Invalid("a record must serialize to an object".into())),
+        Err(e) => Err(StoreError::Invalid(format!("record not serializable: {e}"))),
+    }
+}
+
+/// A record read back from an item's attributes.
+pub(crate) fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::Object(item.attributes)).map_err(|e| {
+        StoreError::Unavailable(format!("stored record {:?} is unreadable: {e}", item.key))
+    })
+}
+
+fn put_new(key: crate::store::Key, value: &impl Serialize) -> Result<WriteOp, StoreError> {
+    Ok(WriteOp::Put {
+        item: Item::new(key, to_attributes(value)?),
+        condition: Condition::NotExists,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_normalize_and_reject_nonsense() {
+        assert_eq!(
+            Email::parse("  Anna.Lind@NordlysFleet.se ").map(|e| e.0),
+            Ok("anna.lind@nordlysfleet.se".into())
+        );
+        for bad in [
+            "",
+            "anna",
+            "anna@",
+            "@x.se",
+            "anna@se",
+            "an na@x.se",
+            "a@b@c.se",
+            "a@x..se",
+        ] {
+            assert_eq!(Email::parse(bad), Err(FieldIssue::InvalidEmail), "{bad}");
+        }
+    }
+
+    #[test]
+    fn password_policy() {
+        assert_eq!(
+            PasswordPolicy::check("short", &[]),
+            Err(FieldIssue::TooShort { min: 12 })
+        );
+        assert_eq!(
+            PasswordPolicy::check(&"x".repeat(257), &[]),
+            Err(FieldIssue::TooLong { max: 256 })
+        );
+        for common in ["password1234", "123456789012", "qwertyuiopas"] {
+            assert_eq!(
+                PasswordPolicy::check(common, &[]),
+                Err(FieldIssue::WeakPassword),
+                "{common}"
+            );
+        }
+        assert_eq!(
+            PasswordPolicy::check("annalind2024!", &["Anna Lind"]),
+            Err(FieldIssue::WeakPassword)
+        );
+        assert!(PasswordPolicy::check("Vinterljus-over-Kiruna-2026", &[]).is_ok());
+        // Long passphrases are not truncated: 256 characters are fine.
+        let long = "Ljus över Kiruna ".repeat(15);
+        assert!(PasswordPolicy::check(&long[..long.len().min(256)], &[]).is_ok());
+    }
+
+    #[test]
+    fn hashes_are_argon2id_and_verify_without_truncation() {
+        let long = format!("{}A", "correct horse battery staple ".repeat(8));
+        let hash = hash_password(&long).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(password_matches(&long, &hash));
+        assert!(!password_matches(&long[..long.len() - 1], &hash));
+    }
+}

@@ -1,0 +1,1353 @@
+//! The contract register: leasing and credit contracts, their derived status, and the
+//! service that creates, reads, lists, changes and deletes them.
+
+use crate::access::Role;
+use crate::accounts::{from_item, to_attributes};
+use crate::audit::{Actor, AuditEvent};
+use crate::clock::Clock;
+use crate::ids::{ContractId, TenantId, UserId};
+use crate::input::{Field, choice, date};
+use crate::keys;
+use crate::money::{AnnualRate, Currency, Money};
+use crate::store::{
+    Condition, Cursor, Index, IndexKey, Item, Key, Query, StoreError, Table, WriteOp,
+};
+use crate::validation::{FieldIssue, ValidationErrors, text};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Vehicle,
+    It,
+    Machinery,
+    Property,
+    Other,
+}
+
+impl Category {
+    pub const NAMES: &'static [&'static str] = &["vehicle", "it", "machinery", "property", "other"];
+    const OPTIONS: &'static [(&'static str, Category)] = &[
+        ("vehicle", Category::Vehicle),
+        ("it", Category::It),
+        ("machinery", Category::Machinery),
+        ("property", Category::Property),
+        ("other", Category::Other),
+    ];
+
+    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
+        choice(value, Self::OPTIONS, Self::NAMES)
+    }
+}
+
+/// How often a payment falls due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentFrequency {
+    Monthly,
+    Quarterly,
+    Yearly,
+}
+
+impl PaymentFrequency {
+    pub const NAMES: &'static [&'static str] = &["monthly", "quarterly", "yearly"];
+    const OPTIONS: &'static [(&'static str, PaymentFrequency)] = &[
+        ("monthly", PaymentFrequency::Monthly),
+        ("quarterly", PaymentFrequency::Quarterly),
+        ("yearly", PaymentFrequency::Yearly),
+    ];
+
+    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
+        choice(value, Self::OPTIONS, Self::NAMES)
+    }
+}
+
+/// Whether each payment is due at the start (advance) or end (arrears) of its period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentTiming {
+    Advance,
+    Arrears,
+}
+
+impl PaymentTiming {
+    pub const NAMES: &'static [&'static str] = &["advance", "arrears"];
+    const OPTIONS: &'static [(&'static str, PaymentTiming)] = &[
+        ("advance", PaymentTiming::Advance),
+        ("arrears", PaymentTiming::Arrears),
+    ];
+
+    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
+        choice(value, Self::OPTIONS, Self::NAMES)
+    }
+}
+
+/// Where a contract stands on a given day. Derived from its dates, never stored.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ContractStatus {
+    /// Starts in the future.
+    Upcoming,
+    /// Running, more than 90 days from its end date.
+    #[default]
+    Active,
+    /// Running, its end date within 90 days.
+    Ending,
+    /// Past its end date and not terminated: it runs on, usually at the same payment.
+    Extended,
+    /// Terminated on or before today.
+    Terminated,
+}
+
+impl ContractStatus {
+    pub const NAMES: &'static [&'static str] =
+        &["upcoming", "active", "ending", "extended", "terminated"];
+    const OPTIONS: &'static [(&'static str, ContractStatus)] = &[
+        ("upcoming", ContractStatus::Upcoming),
+        ("active", ContractStatus::Active),
+        ("ending", ContractStatus::Ending),
+        ("extended", ContractStatus::Extended),
+        ("terminated", ContractStatus::Terminated),
+    ];
+    /// A contract is `ending` this many days before its end date.
+    pub const ENDING_WINDOW_DAYS: u64 = 90;
+
+    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
+        choice(value, Self::OPTIONS, Self::NAMES)
+    }
+
+    pub fn on(
+        today: NaiveDate,
+        start: NaiveDate,
+        end: NaiveDate,
+        terminated: Option<NaiveDate>,
+    ) -> Self {
+        if terminated.is_some_and(|day| day <= today) {
+            ContractStatus::Terminated
+        } else if today < start {
+            ContractStatus::Upcoming
+        } else if today > end {
+            ContractStatus::Extended
+        } else if today + Days::new(Self::ENDING_WINDOW_DAYS) >= end {
+            ContractStatus::Ending
+        } else {
+            ContractStatus::Active
+        }
+    }
+}
+
+/// A leasing or credit contract as stored and as served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Contract {
+    pub id: ContractId,
+    /// Unique within the organization, compared without regard to letter case.
+    #[schema(example = "LC-2024-0042")]
+    pub contract_number: String,
+    #[schema(example = "Volvofinans Bank AB")]
+    pub lessor: String,
+    #[schema(example = "Volvo XC60 T6 Recharge, company car")]
+    pub description: String,
+    pub category: Category,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "ABC12D")]
+    pub registration_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "4100")]
+    pub cost_center: Option<String>,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    /// The day the contract was or will be terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_date: Option<NaiveDate>,
+    /// What is paid each period.
+    pub payment: Money,
+    pub payment_frequency: PaymentFrequency,
+    pub payment_timing: PaymentTiming,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_value: Option<Money>,
+    /// Annual interest rate in percent, as a decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interest_rate: Option<AnnualRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Derived from the dates and today's date.
+    #[serde(skip_deserializing)]
+    pub status: ContractStatus,
+    /// Increases with every change; sent as the `ETag`.
+    #[serde(skip_deserializing)]
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: UserId,
+    pub updated_by: UserId,
+}
+
+impl Contract {
+    pub fn status_on(&self, today: NaiveDate) -> ContractStatus {
+        ContractStatus::on(today, self.start_date, self.end_date, self.termination_date)
+    }
+
+    fn item(&self, tenant: TenantId) -> Result<Item, StoreError> {
+        let mut attributes = to_attributes(self)?;
+        // Both are kept by the store or derived; storing them would only go stale.
+        attributes.remove("status");
+        attributes.remove("version");
+        Ok(Item::new(keys::contract(tenant, self.id), attributes)
+            .with_index(keys::contract_by_end(tenant, self.end_date, self.id))
+            .with_version(self.version))
+    }
+
+    fn from_item(item: Item, today: NaiveDate) -> Result<Self, StoreError> {
+        let version = item.version;
+        let mut contract: Contract = from_item(item)?;
+        contract.version = version;
+        contract.status = contract.status_on(today);
+        Ok(contract)
+    }
+
+    /// The contract as recorded in audit events.
+    fn audit_snapshot(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("status");
+        }
+        value
+    }
+}
+
+/// An amount of money as sent by a client.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MoneyInput {
+    /// Integer minor units (öre for SEK), not negative.
+    #[schema(minimum = 0, example = 689900)]
+    pub amount: i64,
+    /// ISO 4217 code.
+    #[schema(example = "SEK", pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+}
+
+impl MoneyInput {
+    fn parse(self, positive: bool) -> Result<Money, (String, FieldIssue)> {
+        let currency =
+            Currency::parse(&self.currency).map_err(|issue| ("/currency".to_owned(), issue))?;
+        if positive && self.amount == 0 {
+            return Err(("/amount".to_owned(), FieldIssue::NotPositive));
+        }
+        Money::new(self.amount, currency).map_err(|issue| ("/amount".to_owned(), issue))
+    }
+}
+
+/// A new contract as sent by a client.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NewContract {
+    #[schema(value_type = String, required = true, max_length = 64, example = "LC-2024-0042")]
+    pub contract_number: Field<String>,
+    #[schema(value_type = String, required = true, max_length = 200, example = "Volvofinans Bank AB")]
+    pub lessor: Field<String>,
+    #[schema(value_type = String, required = true, max_length = 500)]
+    pub description: Field<String>,
+    #[schema(value_type = Category, required = true)]
+    pub category: Field<String>,
+    #[schema(value_type = Option<String>, max_length = 32, example = "ABC12D")]
+    pub registration_number: Field<String>,
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub cost_center: Field<String>,
+    #[schema(value_type = NaiveDate, required = true)]
+    pub start_date: Field<String>,
+    /// After `startDate`.
+    #[schema(value_type = NaiveDate, required = true)]
+    pub end_date: Field<String>,
+    #[schema(value_type = Option<NaiveDate>)]
+    pub termination_date: Field<String>,
+    /// Paid each period; more than zero.
+    #[schema(value_type = MoneyInput, required = true)]
+    pub payment: Field<MoneyInput>,
+    #[schema(value_type = PaymentFrequency, required = true)]
+    pub payment_frequency: Field<String>,
+    #[schema(value_type = PaymentTiming, required = true)]
+    pub payment_timing: Field<String>,
+    /// In the currency of `payment`.
+    #[schema(value_type = Option<MoneyInput>)]
+    pub residual_value: Field<MoneyInput>,
+    /// Annual percent as a decimal string, e.g. `"4.95"`.
+    #[schema(value_type = Option<String>, example = "4.95")]
+    pub interest_rate: Field<String>,
+    #[schema(value_type = Option<String>, max_length = 4000)]
+    pub notes: Field<String>,
+}
+
+/// Changes to a contract, as a JSON merge patch (RFC 7396): an absent field stays as it
+/// is, `null` clears an optional field.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContractChanges {
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub contract_number: Field<String>,
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub lessor: Field<String>,
+    #[schema(value_type = Option<String>, max_length = 500)]
+    pub description: Field<String>,
+    #[schema(value_type = Option<Category>)]
+    pub category: Field<String>,
+    #[schema(value_type = Option<String>, nullable, max_length = 32)]
+    pub registration_number: Field<String>,
+    #[schema(value_type = Option<String>, nullable, max_length = 64)]
+    pub cost_center: Field<String>,
+    #[schema(value_type = Option<NaiveDate>)]
+    pub start_date: Field<String>,
+    #[schema(value_type = Option<NaiveDate>)]
+    pub end_date: Field<String>,
+    #[schema(value_type = Option<NaiveDate>, nullable)]
+    pub termination_date: Field<String>,
+    #[schema(value_type = Option<MoneyInput>)]
+    pub payment: Field<MoneyInput>,
+    #[schema(value_type = Option<PaymentFrequency>)]
+    pub payment_frequency: Field<String>,
+    #[schema(value_type = Option<PaymentTiming>)]
+    pub payment_timing: Field<String>,
+    #[schema(value_type = Option<MoneyInput>, nullable)]
+    pub residual_value: Field<MoneyInput>,
+    #[schema(value_type = Option<String>, nullable)]
+    pub interest_rate: Field<String>,
+    #[schema(value_type = Option<String>, nullable, max_length = 4000)]
+    pub notes: Field<String>,
+}
+
+/// The validated terms of a contract: what a client may set.
+#[derive(Debug)]
+struct Terms {
+    contract_number: String,
+    lessor: String,
+    description: String,
+    category: Category,
+    registration_number: Option<String>,
+    cost_center: Option<String>,
+    start_date: NaiveDate,
+    end_date: NaiveDate,
+    termination_date: Option<NaiveDate>,
+    payment: Money,
+    payment_frequency: PaymentFrequency,
+    payment_timing: PaymentTiming,
+    residual_value: Option<Money>,
+    interest_rate: Option<AnnualRate>,
+    notes: Option<String>,
+}
+
+fn contract_number(value: String) -> Result<String, FieldIssue> {
+    text(&value, 64, false)
+}
+
+fn lessor(value: String) -> Result<String, FieldIssue> {
+    text(&value, 200, false)
+}
+
+fn description(value: String) -> Result<String, FieldIssue> {
+    text(&value, 500, false)
+}
+
+fn registration_number(value: String) -> Result<String, FieldIssue> {
+    // Plates are written with and without a space ("ABC 12D"); keep one spelling.
+    text(&value, 32, false).map(|v| v.replace(' ', "").to_uppercase())
+}
+
+fn cost_center(value: String) -> Result<String, FieldIssue> {
+    text(&value, 64, false)
+}
+
+fn notes(value: String) -> Result<String, FieldIssue> {
+    text(&value, 4000, true)
+}
+
+fn category(value: String) -> Result<Category, FieldIssue> {
+    Category::parse(&value)
+}
+
+fn frequency(value: String) -> Result<PaymentFrequency, FieldIssue> {
+    PaymentFrequency::parse(&value)
+}
+
+fn timing(value: String) -> Result<PaymentTiming, FieldIssue> {
+    PaymentTiming::parse(&value)
+}
+
+fn day(value: String) -> Result<NaiveDate, FieldIssue> {
+    date(&value)
+}
+
+fn rate(value: String) -> Result<AnnualRate, FieldIssue> {
+    AnnualRate::parse(&value)
+}
+
+impl NewContract {
+    fn validate(self) -> Result<Terms, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let e = &mut errors;
+        let contract_number = self
+            .contract_number
+            .required(e, "/contractNumber", contract_number);
+        let lessor = self.lessor.required(e, "/lessor", lessor);
+        let description = self.description.required(e, "/description", description);
+        let category = self.category.required(e, "/category", category);
+        let registration_number =
+            self.registration_number
+                .optional(e, "/registrationNumber", registration_number);
+        let cost_center = self.cost_center.optional(e, "/costCenter", cost_center);
+        let start_date = self.start_date.required(e, "/startDate", day);
+        let end_date = self.end_date.required(e, "/endDate", day);
+        let termination_date = self.termination_date.optional(e, "/terminationDate", day);
+        let payment = parse_money_required(e, self.payment, "/payment");
+        let payment_frequency = self
+            .payment_frequency
+            .required(e, "/paymentFrequency", frequency);
+        let payment_timing = self.payment_timing.required(e, "/paymentTiming", timing);
+        let residual_value = parse_money_optional(e, self.residual_value, "/residualValue");
+        let interest_rate = self.interest_rate.optional(e, "/interestRate", rate);
+        let notes = self.notes.optional(e, "/notes", notes);
+
+        match (
+            contract_number,
+            lessor,
+            description,
+            category,
+            registration_number,
+            cost_center,
+            start_date,
+            end_date,
+            termination_date,
+            payment,
+            payment_frequency,
+            payment_timing,
+            residual_value,
+            interest_rate,
+            notes,
+        ) {
+            (
+                Some(contract_number),
+                Some(lessor),
+                Some(description),
+                Some(category),
+                Some(registration_number),
+                Some(cost_center),
+                Some(start_date),
+                Some(end_date),
+                Some(termination_date),
+                Some(payment),
+                Some(payment_frequency),
+                Some(payment_timing),
+                Some(residual_value),
+                Some(interest_rate),
+                Some(notes),
+            ) if errors.is_empty() => Terms {
+                contract_number,
+                lessor,
+                description,
+                category,
+                registration_number,
+                cost_center,
+                start_date,
+                end_date,
+                termination_date,
+                payment,
+                payment_frequency,
+                payment_timing,
+                residual_value,
+                interest_rate,
+                notes,
+            }
+            .checked(),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl ContractChanges {
+    fn apply(self, current: &Contract) -> Result<Terms, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let e = &mut errors;
+        let c = current.clone();
+        let contract_number =
+            self.contract_number
+                .patch_required(e, "/contractNumber", c.contract_number, contract_number);
+        let lessor = self.lessor.patch_required(e, "/lessor", c.lessor, lessor);
+        let description =
+            self.description
+                .patch_required(e, "/description", c.description, description);
+        let category = self
+            .category
+            .patch_required(e, "/category", c.category, category);
+        let registration_number = self.registration_number.patch_optional(
+            e,
+            "/registrationNumber",
+            c.registration_number,
+            registration_number,
+        );
+        let cost_center = self
+            .cost_center
+            .patch_optional(e, "/costCenter", c.cost_center, cost_center);
+        let start_date = self
+            .start_date
+            .patch_required(e, "/startDate", c.start_date, day);
+        let end_date = self.end_date.patch_required(e, "/endDate", c.end_date, day);
+        let termination_date =
+            self.termination_date
+                .patch_optional(e, "/terminationDate", c.termination_date, day);
+        let payment = match self.payment {
+            Field::Missing => Some(c.payment),
+            other => parse_money_required(e, other, "/payment"),
+        };
+        let payment_frequency = self.payment_frequency.patch_required(
+            e,
+            "/paymentFrequency",
+            c.payment_frequency,
+            frequency,
+        );
+        let payment_timing =
+            self.payment_timing
+                .patch_required(e, "/paymentTiming", c.payment_timing, timing);
+        let residual_value = match self.residual_value {
+            Field::Missing => Some(c.residual_value),
+            other => parse_money_optional(e, other, "/residualValue"),
+        };
+        let interest_rate =
+            self.interest_rate
+                .patch_optional(e, "/interestRate", c.interest_rate, rate);
+        let notes = self.notes.patch_optional(e, "/notes", c.notes, notes);
+
+        match (
+            contract_number,
+            lessor,
+            description,
+            category,
+            registration_number,
+            cost_center,
+            start_date,
+            end_date,
+            termination_date,
+            payment,
+            payment_frequency,
+            payment_timing,
+            residual_value,
+            interest_rate,
+            notes,
+        ) {
+            (
+                Some(contract_number),
+                Some(lessor),
+                Some(description),
+                Some(category),
+                Some(registration_number),
+                Some(cost_center),
+                Some(start_date),
+                Some(end_date),
+                Some(termination_date),
+                Some(payment),
+                Some(payment_frequency),
+                Some(payment_timing),
+                Some(residual_value),
+                Some(interest_rate),
+                Some(notes),
+            ) if errors.is_empty() => Terms {
+                contract_number,
+                lessor,
+                description,
+                category,
+                registration_number,
+                cost_center,
+                start_date,
+                end_date,
+                termination_date,
+                payment,
+                payment_frequency,
+                payment_timing,
+                residual_value,
+                interest_rate,
+                notes,
+            }
+            .checked(),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn parse_money_required(
+    errors: &mut ValidationErrors,
+    field: Field<MoneyInput>,
+    pointer: &str,
+) -> Option<Money> {
+    match field {
+        Field::Value(input) => parse_money(errors, input, pointer, true),
+        Field::Missing => {
+            errors.add(pointer, FieldIssue::Required);
+            None
+        }
+        Field::Null => {
+            errors.add(pointer, FieldIssue::NotNullable);
+            None
+        }
+    }
+}
+
+fn parse_money_optional(
+    errors: &mut ValidationErrors,
+    field: Field<MoneyInput>,
+    pointer: &str,
+) -> Option<Option<Money>> {
+    match field {
+        Field::Value(input) => parse_money(errors, input, pointer, false).map(Some),
+        Field::Missing | Field::Null => Some(None),
+    }
+}
+
+fn parse_money(
+    errors: &mut ValidationErrors,
+    input: MoneyInput,
+    pointer: &str,
+    positive: bool,
+) -> Option<Money> {
+    match input.parse(positive) {
+        Ok(money) => Some(money),
+        Err((sub, issue)) => {
+            errors.add(format!("{pointer}{sub}"), issue);
+            None
+        }
+    }
+}
+
+impl Terms {
+    /// Rules that span fields.
+    fn checked(self) -> Result<Terms, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if self.end_date <= self.start_date {
+            errors.add("/endDate", FieldIssue::EndNotAfterStart);
+        }
+        if self.termination_date.is_some_and(|day| day < self.start_date) {
+            errors.add("/terminationDate", FieldIssue::BeforeStart);
+        }
+        if self
+            .residual_value
+            .is_some_and(|residual| residual.currency != self.payment.currency)
+        {
+            errors.add("/residualValue/currency", FieldIssue::CurrencyMismatch);
+        }
+        errors.finish(|| self)
+    }
+
+    fn into_contract(self, id: ContractId, by: UserId, at: DateTime<Utc>) -> Contract {
+        Contract {
+            id,
+            contract_number: self.contract_number,
+            lessor: self.lessor,
+            description: self.description,
+            category: self.category,
+            registration_number: self.registration_number,
+            cost_center: self.cost_center,
+            start_date: self.start_date,
+            end_date: self.end_date,
+            termination_date: self.termination_date,
+            payment: self.payment,
+            payment_frequency: self.payment_frequency,
+            payment_timing: self.payment_timing,
+            residual_value: self.residual_value,
+            interest_rate: self.interest_rate,
+            notes: self.notes,
+            status: ContractStatus::default(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            created_by: by,
+            updated_by: by,
+        }
+    }
+}
+
+/// Filters of the contract list. All given filters must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContractFilter {
+    pub status: Option<ContractStatus>,
+    pub category: Option<Category>,
+    /// Compared without regard to letter case.
+    pub lessor: Option<String>,
+    /// End date strictly before this day.
+    pub ends_before: Option<NaiveDate>,
+    /// Free text, matched without regard to case against contract number, description and
+    /// registration number.
+    pub q: Option<String>,
+}
+
+impl ContractFilter {
+    fn matches(&self, contract: &Contract) -> bool {
+        let text_matches = |needle: &str| {
+            let needle = needle.to_lowercase();
+            contract.contract_number.to_lowercase().contains(&needle)
+                || contract.description.to_lowercase().contains(&needle)
+                || contract
+                    .registration_number
+                    .as_deref()
+                    .is_some_and(|r| r.to_lowercase().contains(&needle.replace(' ', "")))
+        };
+        self.status.is_none_or(|s| contract.status == s)
+            && self.category.is_none_or(|c| contract.category == c)
+            && self
+                .lessor
+                .as_deref()
+                .is_none_or(|l| contract.lessor.to_lowercase() == l.trim().to_lowercase())
+            && self.ends_before.is_none_or(|d| contract.end_date < d)
+            && self.q.as_deref().is_none_or(text_matches)
+    }
+
+    /// The end-date range the filter confines results to, if any; lets the list walk the
+    /// by-end-date index instead of every contract.
+    fn end_date_range(&self, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+        let mut range: Option<(NaiveDate, NaiveDate)> = match self.status {
+            Some(ContractStatus::Ending) => Some((
+                today,
+                today + Days::new(ContractStatus::ENDING_WINDOW_DAYS),
+            )),
+            Some(ContractStatus::Extended) => Some((NaiveDate::MIN, today.pred_opt()?)),
+            _ => None,
+        };
+        if let Some(before) = self.ends_before {
+            let last = before.pred_opt()?;
+            range = Some(match range {
+                Some((first, end)) => (first, end.min(last)),
+                None => (NaiveDate::MIN, last),
+            });
+        }
+        range
+    }
+}
+
+/// Where a list page ended. Clients see it only as an opaque token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPosition {
+    /// Sort key of the last contract examined.
+    #[serde(rename = "s")]
+    pub sort_key: String,
+    /// Its by-end-date index key, when the list walked that index.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub end_index_key: Option<String>,
+}
+
+/// One page of the contract list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContractPage {
+    pub contracts: Vec<Contract>,
+    /// Present exactly when more contracts may follow.
+    pub next: Option<ListPosition>,
+}
+
+/// Asks for a create to be idempotent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The client's key (1 to 255 visible ASCII characters).
+    pub key: String,
+    /// A hash of the request, to tell a retry from a different request.
+    pub request_hash: String,
+}
+
+impl IdempotencyKey {
+    pub fn parse(key: &str, request_body: &[u8]) -> Result<Self, FieldIssue> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(FieldIssue::TooLong { max: 255 });
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(FieldIssue::ControlCharacters);
+        }
+        // Hash the JSON value rather than the bytes, so whitespace and key order do not
+        // make a retry look like a new request.
+        let canonical = serde_json::from_slice::<serde_json::Value>(request_body)
+            .map(|value| value.to_string().into_bytes())
+            .unwrap_or_else(|_| request_body.to_vec());
+        let request_hash = format!("{:x}", Sha256::digest(&canonical));
+        Ok(Self {
+            key: key.to_owned(),
+            request_hash,
+        })
+    }
+}
+
+/// The result of a create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Created {
+    pub contract: Contract,
+    /// True when this answers a retry of an earlier, identical request.
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyRecord {
+    request_hash: String,
+    contract: Contract,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("no such contract")]
+    NotFound,
+    #[error("the contract has changed since version {expected}; it is at {current}")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("the contract number is already in use")]
+    ContractNumberTaken,
+    #[error("the idempotency key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("the store is busy with a concurrent change; retry")]
+    Contention,
+    #[error("the list position is not valid for this list")]
+    InvalidPosition,
+    #[error("role {0} may not do this")]
+    Forbidden(Role),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How long an idempotency key is remembered.
+const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+/// The most contracts one list request examines, so a narrow filter over a large
+/// register answers in bounded time (with a cursor to go on from).
+const LIST_EXAMINE_BUDGET: usize = 2000;
+
+pub struct ContractService {
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ContractService {
+    pub const MAX_PAGE: usize = 200;
+
+    pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
+        Self { table, clock }
+    }
+
+    fn require_write(actor: &Actor) -> Result<(), ContractError> {
+        if actor.role.allows(crate::access::Permission::WriteContracts) {
+            Ok(())
+        } else {
+            Err(ContractError::Forbidden(actor.role))
+        }
+    }
+
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        input: NewContract,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Created, ContractError> {
+        Self::require_write(actor)?;
+        let idempotency_key = idempotency
+            .as_ref()
+            .map(|i| keys::idempotency(actor.tenant, "contracts.create", actor.user, &i.key));
+        if let (Some(key), Some(idempotency)) = (&idempotency_key, &idempotency)
+            && let Some(replay) = self.replay(key, idempotency).await?
+        {
+            return Ok(replay);
+        }
+
+        let terms = input.validate()?;
+        let now = self.clock.now();
+        let mut contract = terms.into_contract(ContractId::generate(), actor.user, now);
+        contract.status = contract.status_on(now.date_naive());
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "contract.created",
+            format!("contract:{}", contract.id),
+            None,
+            Some(contract.audit_snapshot()),
+        );
+        let mut ops = vec![
+            WriteOp::Put {
+                item: contract.item(actor.tenant)?,
+                condition: Condition::NotExists,
+            },
+            claim_contract_number(actor.tenant, &contract)?,
+            audit.write_op(),
+        ];
+        if let (Some(key), Some(idempotency)) = (&idempotency_key, &idempotency) {
+            let record = IdempotencyRecord {
+                request_hash: idempotency.request_hash.clone(),
+                contract: contract.clone(),
+            };
+            ops.push(WriteOp::Put {
+                item: Item::new(key.clone(), to_attributes(&record)?)
+                    .expiring_at(now.timestamp() + IDEMPOTENCY_TTL_SECONDS),
+                condition: Condition::NotExistsOrExpired {
+                    now: now.timestamp(),
+                },
+            });
+        }
+        match self.table.transact_write(ops).await {
+            Ok(()) => Ok(Created {
+                contract,
+                replayed: false,
+            }),
+            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&3) => {
+                // A concurrent request with the same key won the race.
+                match (&idempotency_key, &idempotency) {
+                    (Some(key), Some(idempotency)) => self
+                        .replay(key, idempotency)
+                        .await?
+                        .ok_or(ContractError::Contention),
+                    _ => Err(ContractError::Contention),
+                }
+            }
+            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&1) => {
+                Err(ContractError::ContractNumberTaken)
+            }
+            Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn replay(
+        &self,
+        key: &Key,
+        idempotency: &IdempotencyKey,
+    ) -> Result<Option<Created>, ContractError> {
+        let now = self.clock.now();
+        let Some(item) = self.table.get(key).await? else {
+            return Ok(None);
+        };
+        if item.is_expired(now.timestamp()) {
+            return Ok(None);
+        }
+        let record: IdempotencyRecord = from_item(item)?;
+        if record.request_hash != idempotency.request_hash {
+            return Err(ContractError::IdempotencyKeyReused);
+        }
+        let mut contract = record.contract;
+        contract.status = contract.status_on(now.date_naive());
+        Ok(Some(Created {
+            contract,
+            replayed: true,
+        }))
+    }
+
+    pub async fn get(&self, tenant: TenantId, id: ContractId) -> Result<Contract, ContractError> {
+        let item = self
+            .table
+            .get(&keys::contract(tenant, id))
+            .await?
+            .ok_or(ContractError::NotFound)?;
+        Ok(Contract::from_item(item, self.clock.today())?)
+    }
+
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &ContractFilter,
+        limit: usize,
+        after: Option<ListPosition>,
+    ) -> Result<ContractPage, ContractError> {
+        let limit = limit.clamp(1, Self::MAX_PAGE);
+        let today = self.clock.today();
+        let range = filter.end_date_range(today);
+        if let Some((first, last)) = range
+            && first > last
+        {
+            return Ok(ContractPage {
+                contracts: Vec::new(),
+                next: None,
+            });
+        }
+        let partition = keys::tenant_partition(tenant);
+        let base = match range {
+            Some((first, last)) => {
+                let (low, high) = keys::end_date_range(first, last);
+                Query::partition(keys::contracts_by_end_partition(tenant))
+                    .on_index(Index::Gsi1)
+                    .between(low, high)
+            }
+            None => Query::partition(partition.clone()).begins_with(keys::CONTRACT_PREFIX),
+        };
+        let mut start_after = match after {
+            None => None,
+            Some(position) => {
+                if position.end_index_key.is_some() != range.is_some()
+                    || !position.sort_key.starts_with(keys::CONTRACT_PREFIX)
+                {
+                    return Err(ContractError::InvalidPosition);
+                }
+                Some(Cursor {
+                    key: Key::new(partition.clone(), position.sort_key),
+                    index_key: position
+                        .end_index_key
+                        .map(|sk| IndexKey::new(keys::contracts_by_end_partition(tenant), sk)),
+                })
+            }
+        };
+
+        let mut contracts = Vec::with_capacity(limit);
+        let mut examined = 0;
+        loop {
+            // Without filters every item matches, so ask for exactly one more than needed.
+            let want = if filter == &ContractFilter::default() {
+                limit + 1 - contracts.len()
+            } else {
+                (LIST_EXAMINE_BUDGET - examined).min(500)
+            };
+            let page = self
+                .table
+                .query(base.clone().limit(want).start_after(start_after.take()))
+                .await?;
+            let page_len = page.items.len();
+            let mut last_examined = None;
+            for item in page.items {
+                examined += 1;
+                let position = ListPosition {
+                    sort_key: item.key.sk.clone(),
+                    end_index_key: range.and(item.index_key.as_ref().map(|k| k.sk.clone())),
+                };
+                let contract = Contract::from_item(item, today)?;
+                if filter.matches(&contract) {
+                    if contracts.len() == limit {
+                        // One match beyond the page proves there is more.
+                        let last: &Contract = &contracts[limit - 1];
+                        return Ok(ContractPage {
+                            next: Some(position_of(last, range.is_some())),
+                            contracts,
+                        });
+                    }
+                    contracts.push(contract);
+                }
+                last_examined = Some(position);
+            }
+            let exhausted = page.next.is_none() || page_len == 0;
+            if exhausted {
+                return Ok(ContractPage {
+                    contracts,
+                    next: None,
+                });
+            }
+            if examined >= LIST_EXAMINE_BUDGET {
+                return Ok(ContractPage {
+                    contracts,
+                    next: last_examined,
+                });
+            }
+            start_after = page.next;
+        }
+    }
+
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: ContractId,
+        expected_version: Option<u64>,
+        changes: ContractChanges,
+    ) -> Result<Contract, ContractError> {
+        Self::require_write(actor)?;
+        let current = self.get(actor.tenant, id).await?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(ContractError::VersionMismatch {
+                expected,
+                current: current.version,
+            });
+        }
+        let terms = changes.apply(&current)?;
+        let now = self.clock.now();
+        let mut updated = terms.into_contract(id, actor.user, now);
+        updated.created_at = current.created_at;
+        updated.created_by = current.created_by;
+        updated.version = current.version + 1;
+        updated.status = updated.status_on(now.date_naive());
+
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "contract.updated",
+            format!("contract:{id}"),
+            Some(current.audit_snapshot()),
+            Some(updated.audit_snapshot()),
+        );
+        let mut ops = vec![
+            WriteOp::Put {
+                item: updated.item(actor.tenant)?,
+                condition: Condition::VersionIs(current.version),
+            },
+            audit.write_op(),
+        ];
+        let renumbered = updated.contract_number.to_uppercase()
+            != current.contract_number.to_uppercase();
+        if renumbered {
+            ops.push(claim_contract_number(actor.tenant, &updated)?);
+            ops.push(WriteOp::Delete {
+                key: keys::contract_number(actor.tenant, &current.contract_number),
+                condition: Condition::None,
+            });
+        }
+        match self.table.transact_write(ops).await {
+            Ok(()) => Ok(updated),
+            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => {
+                self.stale_or_gone(actor.tenant, id, current.version).await
+            }
+            Err(StoreError::TransactionCanceled { failed }) if renumbered && failed.contains(&2) => {
+                Err(ContractError::ContractNumberTaken)
+            }
+            Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        id: ContractId,
+        expected_version: Option<u64>,
+    ) -> Result<(), ContractError> {
+        Self::require_write(actor)?;
+        let current = self.get(actor.tenant, id).await?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(ContractError::VersionMismatch {
+                expected,
+                current: current.version,
+            });
+        }
+        let audit = AuditEvent::change(
+            actor,
+            self.clock.now(),
+            "contract.deleted",
+            format!("contract:{id}"),
+            Some(current.audit_snapshot()),
+            None,
+        );
+        let ops = vec![
+            WriteOp::Delete {
+                key: keys::contract(actor.tenant, id),
+                condition: Condition::VersionIs(current.version),
+            },
+            WriteOp::Delete {
+                key: keys::contract_number(actor.tenant, &current.contract_number),
+                condition: Condition::None,
+            },
+            audit.write_op(),
+        ];
+        match self.table.transact_write(ops).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => {
+                self.stale_or_gone(actor.tenant, id, current.version)
+                    .await
+                    .map(|_| ())
+            }
+            Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Explains a lost race on a versioned write.
+    async fn stale_or_gone(
+        &self,
+        tenant: TenantId,
+        id: ContractId,
+        expected: u64,
+    ) -> Result<Contract, ContractError> {
+        match self.get(tenant, id).await {
+            Ok(now) => Err(ContractError::VersionMismatch {
+                expected,
+                current: now.version,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn position_of(contract: &Contract, by_end_date: bool) -> ListPosition {
+    ListPosition {
+        sort_key: keys::contract_sort_key(contract.id),
+        end_index_key: by_end_date.then(|| format!("{}#{}", contract.end_date, contract.id)),
+    }
+}
+
+fn claim_contract_number(tenant: TenantId, contract: &Contract) -> Result<WriteOp, StoreError> {
+    let mut attributes = crate::store::Attributes::new();
+    attributes.insert(
+        "contractId".into(),
+        serde_json::Value::String(contract.id.to_string()),
+    );
+    Ok(WriteOp::Put {
+        item: Item::new(
+            keys::contract_number(tenant, &contract.contract_number),
+            attributes,
+        ),
+        condition: Condition::NotExists,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn status_follows_the_calendar() {
+        let (start, end) = (d("2025-01-01"), d("2027-12-31"));
+        let status = |today: &str, terminated: Option<&str>| {
+            ContractStatus::on(d(today), start, end, terminated.map(d))
+        };
+        assert_eq!(status("2024-12-31", None), ContractStatus::Upcoming);
+        assert_eq!(status("2025-01-01", None), ContractStatus::Active);
+        assert_eq!(status("2027-10-01", None), ContractStatus::Active);
+        assert_eq!(status("2027-10-02", None), ContractStatus::Ending);
+        assert_eq!(status("2027-12-31", None), ContractStatus::Ending);
+        assert_eq!(status("2028-01-01", None), ContractStatus::Extended);
+        assert_eq!(
+            status("2028-01-01", Some("2028-01-01")),
+            ContractStatus::Terminated
+        );
+        assert_eq!(
+            status("2026-01-01", Some("2026-06-30")),
+            ContractStatus::Active
+        );
+    }
+
+    fn valid_input() -> NewContract {
+        serde_json::from_value(serde_json::json!({
+            "contractNumber": "LC-1",
+            "lessor": "Volvofinans Bank AB",
+            "description": "Volvo XC60",
+            "category": "vehicle",
+            "registrationNumber": "abc 12d",
+            "startDate": "2024-03-01",
+            "endDate": "2027-02-28",
+            "payment": {"amount": 689900, "currency": "SEK"},
+            "paymentFrequency": "monthly",
+            "paymentTiming": "advance",
+            "residualValue": {"amount": 21000000, "currency": "SEK"},
+            "interestRate": "4.95"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_contract_validates() {
+        let terms = valid_input().validate().unwrap();
+        assert_eq!(terms.registration_number.as_deref(), Some("ABC12D"));
+        assert_eq!(terms.interest_rate.unwrap().to_string(), "4.95");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_pointer() {
+        let input: NewContract = serde_json::from_value(serde_json::json!({
+            "contractNumber": " ",
+            "category": "car",
+            "startDate": "2024-03-01",
+            "endDate": "2024-02-01",
+            "payment": {"amount": -5, "currency": "sek"},
+            "paymentFrequency": "weekly",
+            "paymentTiming": "advance",
+            "interestRate": "four"
+        }))
+        .unwrap();
+        let errors = input.validate().unwrap_err();
+        let found: Vec<(String, &str)> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.pointer.clone(), e.issue.code()))
+            .collect();
+        let expected = [
+            ("/contractNumber", "blank"),
+            ("/lessor", "required"),
+            ("/description", "required"),
+            ("/category", "invalid_choice"),
+            ("/payment/currency", "unknown_currency"),
+            ("/paymentFrequency", "invalid_choice"),
+            ("/interestRate", "invalid_decimal"),
+        ];
+        for (pointer, code) in expected {
+            assert!(
+                found.iter().any(|(p, c)| p == pointer && *c == code),
+                "{pointer} {code} missing from {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let mut input = valid_input();
+        input.end_date = Field::Value("2024-03-01".into());
+        input.residual_value = Field::Value(MoneyInput {
+            amount: 1,
+            currency: "EUR".into(),
+        });
+        let errors = input.validate().unwrap_err();
+        let pointers: Vec<_> = errors.errors().iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/endDate", "/residualValue/currency"]);
+    }
+
+    #[test]
+    fn negative_and_zero_amounts() {
+        let mut input = valid_input();
+        input.payment = Field::Value(MoneyInput {
+            amount: 0,
+            currency: "SEK".into(),
+        });
+        input.residual_value = Field::Value(MoneyInput {
+            amount: -1,
+            currency: "SEK".into(),
+        });
+        let errors = input.validate().unwrap_err();
+        let found: Vec<_> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.pointer.as_str(), e.issue.code()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("/payment/amount", "not_positive"),
+                ("/residualValue/amount", "negative")
+            ]
+        );
+    }
+
+    #[test]
+    fn end_date_ranges_for_filters() {
+        let today = d("2026-11-21");
+        let ending = ContractFilter {
+            status: Some(ContractStatus::Ending),
+            ..Default::default()
+        };
+        assert_eq!(
+            ending.end_date_range(today),
+            Some((today, d("2027-02-19")))
+        );
+        let extended_before = ContractFilter {
+            status: Some(ContractStatus::Extended),
+            ends_before: Some(d("2026-01-01")),
+            ..Default::default()
+        };
+        assert_eq!(
+            extended_before.end_date_range(today),
+            Some((NaiveDate::MIN, d("2025-12-31")))
+        );
+        assert_eq!(ContractFilter::default().end_date_range(today), None);
+    }
+
+    #[test]
+    fn idempotency_hash_ignores_formatting() {
+        let a = IdempotencyKey::parse("k", br#"{"a":1,"b":2}"#).unwrap();
+        let b = IdempotencyKey::parse("k", b"{ \"b\": 2, \"a\": 1 }").unwrap();
+        let c = IdempotencyKey::parse("k", br#"{"a":1,"b":3}"#).unwrap();
+        assert_eq!(a.request_hash, b.request_hash);
+        assert_ne!(a.request_hash, c.request_hash);
+        assert!(IdempotencyKey::parse("", b"{}").is_err());
+        assert!(IdempotencyKey::parse("a b", b"{}").is_err());
+    }
+}

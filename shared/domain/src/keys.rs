@@ -1,0 +1,127 @@
+//! The single-table key design. Every key the domain reads or writes is built here.
+//!
+//! | record              | pk                    | sk                                  | gsi1pk           | gsi1sk             |
+//! |---------------------|-----------------------|-------------------------------------|------------------|--------------------|
+//! | organization        | `T#<tenant>`          | `ORG`                               |                  |                    |
+//! | user                | `T#<tenant>`          | `USER#<user>`                       |                  |                    |
+//! | contract            | `T#<tenant>`          | `CONTRACT#<contract>`               | `T#<tenant>#END` | `<endDate>#<id>`   |
+//! | contract number     | `T#<tenant>`          | `CONTRACTNO#<NUMBER>` (unique)      |                  |                    |
+//! | audit event         | `T#<tenant>`          | `AUDIT#<time>#<event>`              |                  |                    |
+//! | idempotency record  | `T#<tenant>`          | `IDEM#<scope>#<user>#<key>` (TTL)   |                  |                    |
+//! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
+//! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
+//!
+//! Access patterns (no scan anywhere):
+//! - log in by e-mail: get `EMAIL#<email>`, then get the user;
+//! - the caller and their organization: get `USER#<user>` and `ORG`;
+//! - one contract: get `CONTRACT#<id>`;
+//! - contract list in creation order: query `T#<tenant>` with prefix `CONTRACT#`;
+//! - contracts by end date (`endsBefore`, status `ending`/`extended`): query `gsi1`
+//!   partition `T#<tenant>#END` between two dates;
+//! - contract number uniqueness: conditional put of `CONTRACTNO#<number>` in the same
+//!   transaction as the contract;
+//! - audit trail of an organization, newest last: query prefix `AUDIT#`.
+//!
+//! Every tenant-scoped key, in the table and in the index, starts with `T#<tenant>`, so an
+//! IAM `dynamodb:LeadingKeys` condition can fence tenants. Only sign-up and login touch
+//! the two global records.
+
+use crate::ids::{ContractId, TenantId, UserId};
+use crate::store::{IndexKey, Key};
+use chrono::NaiveDate;
+
+pub const ORGANIZATION_SK: &str = "ORG";
+pub const CONTRACT_PREFIX: &str = "CONTRACT#";
+pub const AUDIT_PREFIX: &str = "AUDIT#";
+
+pub fn tenant_partition(tenant: TenantId) -> String {
+    format!("T#{tenant}")
+}
+
+pub fn organization(tenant: TenantId) -> Key {
+    Key::new(tenant_partition(tenant), ORGANIZATION_SK)
+}
+
+pub fn user(tenant: TenantId, user: UserId) -> Key {
+    Key::new(tenant_partition(tenant), format!("USER#{user}"))
+}
+
+pub fn email_login(normalized_email: &str) -> Key {
+    Key::new(format!("EMAIL#{normalized_email}"), "EMAIL")
+}
+
+pub fn organization_number(digits: &str) -> Key {
+    Key::new(format!("ORGNO#{digits}"), "ORGNO")
+}
+
+pub fn contract(tenant: TenantId, contract: ContractId) -> Key {
+    Key::new(tenant_partition(tenant), contract_sort_key(contract))
+}
+
+pub fn contract_sort_key(contract: ContractId) -> String {
+    format!("{CONTRACT_PREFIX}{contract}")
+}
+
+/// Contract numbers are unique per organization regardless of letter case.
+pub fn contract_number(tenant: TenantId, number: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("CONTRACTNO#{}", number.to_uppercase()),
+    )
+}
+
+pub fn contracts_by_end_partition(tenant: TenantId) -> String {
+    format!("T#{tenant}#END")
+}
+
+pub fn contract_by_end(tenant: TenantId, end_date: NaiveDate, contract: ContractId) -> IndexKey {
+    IndexKey::new(
+        contracts_by_end_partition(tenant),
+        format!("{end_date}#{contract}"),
+    )
+}
+
+/// Sort-key bounds in `gsi1` that select end dates from `first` to `last`, inclusive.
+/// `#` sorts before every character of an id, `~` after every one.
+pub fn end_date_range(first: NaiveDate, last: NaiveDate) -> (String, String) {
+    (format!("{first}#"), format!("{last}#~"))
+}
+
+pub fn audit_event(tenant: TenantId, sort_key: String) -> Key {
+    Key::new(tenant_partition(tenant), sort_key)
+}
+
+pub fn idempotency(tenant: TenantId, scope: &str, user: UserId, key: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("IDEM#{scope}#{user}#{key}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_keys_lead_with_the_tenant() {
+        let tenant = TenantId::generate();
+        let lead = format!("T#{tenant}");
+        assert!(organization(tenant).pk == lead);
+        assert!(contract(tenant, ContractId::generate()).pk == lead);
+        let date = NaiveDate::from_ymd_opt(2027, 2, 28).unwrap();
+        assert!(contract_by_end(tenant, date, ContractId::generate()).pk.starts_with(&lead));
+    }
+
+    #[test]
+    fn end_date_range_is_inclusive() {
+        let id = ContractId::generate();
+        let tenant = TenantId::generate();
+        let day = NaiveDate::from_ymd_opt(2027, 2, 28).unwrap();
+        let key = contract_by_end(tenant, day, id).sk;
+        let (low, high) = end_date_range(day, day);
+        assert!(low <= key && key <= high);
+        let next = day.succ_opt().unwrap();
+        let (low, _) = end_date_range(next, next);
+        assert!(key < low);
+    }
+}
