@@ -1,1 +1,340 @@
-//! contracts
+//! The contracts function: the contract register of an organization — create, read,
+//! list with filters, change with optimistic concurrency, delete.
+
+use api::openapi::CommonParts;
+use api::problem::{InvalidValue, ProblemDocument};
+use api::{AccessTokens, ApiError, Caller, IfMatch, JsonBody, etag};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::access::Permission;
+use domain::clock::Clock;
+use domain::contracts::{
+    Category, Contract, ContractChanges, ContractFilter, ContractService, ContractStatus,
+    IdempotencyKey, ListPosition, MoneyInput, NewContract, PaymentFrequency, PaymentTiming,
+};
+use domain::ids::ContractId;
+use domain::input::date;
+use domain::money::Money;
+use domain::store::Table;
+use domain::validation::FieldIssue;
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+#[derive(Clone)]
+pub struct ContractsState {
+    contracts: Arc<ContractService>,
+    tokens: Arc<AccessTokens>,
+}
+
+impl ContractsState {
+    pub fn new(table: Arc<dyn Table>, tokens: Arc<AccessTokens>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            contracts: Arc::new(ContractService::new(table, clock)),
+            tokens,
+        }
+    }
+}
+
+impl FromRef<ContractsState> for Arc<AccessTokens> {
+    fn from_ref(state: &ContractsState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+/// The routes this function serves.
+pub fn router(state: ContractsState) -> Router {
+    Router::new()
+        .route("/contracts", get(list).post(create))
+        .route("/contracts/{id}", get(read).patch(update).delete(delete))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, list, read, update, delete),
+    components(schemas(
+        Contract, NewContract, ContractChanges, ContractList, MoneyInput, Money, Category,
+        ContractStatus, PaymentFrequency, PaymentTiming
+    )),
+    modifiers(&CommonParts),
+    tags((name = "contracts", description = "The contract register"))
+)]
+struct ContractsApi;
+
+/// The API description of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ContractsApi::openapi()
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// One page of contracts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractList {
+    pub items: Vec<Contract>,
+    /// Pass as `cursor` to get the next page; absent on the last page. A page may hold
+    /// fewer than `limit` items (a narrow filter over a large register) and still have
+    /// a next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Query parameters of the contract list.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters; `list` reads them one by one to refuse unknown ones.
+struct ListParams {
+    /// Only contracts with this status today.
+    status: Option<ContractStatus>,
+    category: Option<Category>,
+    /// Lessor name, compared without regard to case.
+    lessor: Option<String>,
+    /// Only contracts whose end date is before this day.
+    #[param(value_type = Option<String>, format = Date)]
+    ends_before: Option<String>,
+    /// Text searched in contract number, description and registration number.
+    q: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn with_etag(contract: &Contract, status: StatusCode) -> Response {
+    (
+        status,
+        [(header::ETAG, etag(contract.version))],
+        Json(contract),
+    )
+        .into_response()
+}
+
+fn contract_id(raw: &str) -> Result<ContractId, ApiError> {
+    // An id that cannot exist names no contract: the same answer as a missing one.
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// Create a contract.
+#[utoipa::path(
+    post,
+    path = "/contracts",
+    tag = "contracts",
+    security(("bearer" = [])),
+    request_body = NewContract,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes retries safe: a repeat with the same key returns the first response")),
+    responses(
+        (status = 201, description = "Created", body = Contract, headers(
+            ("etag" = String, description = "The version, for If-Match"),
+            ("location" = String, description = "The new contract"),
+            ("idempotent-replayed" = String, description = "`true` when this answers a retry"))),
+        (status = 409, description = "Contract number already in use",
+            body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency key used before for a different request",
+            body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn create(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonBody<NewContract>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::WriteContracts)?;
+    let idempotency = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| FieldIssue::InvalidHeader)
+                .and_then(|key| IdempotencyKey::parse(key, &body.raw))
+                .map_err(|issue| {
+                    ApiError::InvalidParameters(vec![InvalidValue::header(
+                        "Idempotency-Key",
+                        issue,
+                    )])
+                })?,
+        ),
+    };
+    let created = state
+        .contracts
+        .create(&caller.actor(), body.value, idempotency)
+        .await?;
+    let mut response = with_etag(&created.contract, StatusCode::CREATED);
+    let location = format!("/contracts/{}", created.contract.id);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// List contracts, filtered and paginated.
+#[utoipa::path(
+    get,
+    path = "/contracts",
+    tag = "contracts",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of contracts", body = ContractList),
+        (status = 400, description = "Unknown or invalid parameter",
+            body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn list(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<ContractList>, ApiError> {
+    caller.require(Permission::ReadContracts)?;
+    let mut filter = ContractFilter::default();
+    let mut limit = 50;
+    let mut after = None;
+    let mut invalid = Vec::new();
+    for (name, value) in params {
+        let mut problem = |issue| invalid.push(InvalidValue::parameter(&name, issue));
+        match name.as_str() {
+            "status" => match ContractStatus::parse(&value) {
+                Ok(status) => filter.status = Some(status),
+                Err(issue) => problem(issue),
+            },
+            "category" => match Category::parse(&value) {
+                Ok(category) => filter.category = Some(category),
+                Err(issue) => problem(issue),
+            },
+            "lessor" => filter.lessor = Some(value),
+            "endsBefore" => match date(&value) {
+                Ok(day) => filter.ends_before = Some(day),
+                Err(issue) => problem(issue),
+            },
+            "q" => filter.q = Some(value).filter(|q| !q.trim().is_empty()),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=ContractService::MAX_PAGE).contains(&n) => limit = n,
+                _ => problem(FieldIssue::InvalidInteger {
+                    min: 1,
+                    max: ContractService::MAX_PAGE as i64,
+                }),
+            },
+            "cursor" => match api::cursor::decode::<ListPosition>(&value) {
+                Ok(position) => after = Some(position),
+                Err(_) => problem(FieldIssue::InvalidCursor),
+            },
+            _ => problem(FieldIssue::UnknownField),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::InvalidParameters(invalid));
+    }
+    let page = state
+        .contracts
+        .list(caller.tenant, &filter, limit, after)
+        .await?;
+    Ok(Json(ContractList {
+        items: page.contracts,
+        next_cursor: page.next.as_ref().map(api::cursor::encode),
+    }))
+}
+
+/// One contract.
+#[utoipa::path(
+    get,
+    path = "/contracts/{id}",
+    tag = "contracts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Contract id")),
+    responses((status = 200, description = "The contract", body = Contract,
+        headers(("etag" = String, description = "The version, for If-Match"))))
+)]
+async fn read(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadContracts)?;
+    let contract = state
+        .contracts
+        .get(caller.tenant, contract_id(&id)?)
+        .await?;
+    Ok(with_etag(&contract, StatusCode::OK))
+}
+
+/// Change a contract (JSON merge patch).
+#[utoipa::path(
+    patch,
+    path = "/contracts/{id}",
+    tag = "contracts",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "Contract id"),
+        ("If-Match" = String, Header, description = "The ETag last read, or `*`"),
+    ),
+    request_body(content = ContractChanges, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "Changed", body = Contract,
+            headers(("etag" = String, description = "The new version"))),
+        (status = 409, description = "Contract number already in use",
+            body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 412, description = "The contract changed since the ETag sent",
+            body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing",
+            body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn update(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
+    body: JsonBody<ContractChanges>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::WriteContracts)?;
+    let contract = state
+        .contracts
+        .update(&caller.actor(), contract_id(&id)?, expected, body.value)
+        .await?;
+    Ok(with_etag(&contract, StatusCode::OK))
+}
+
+/// Delete a contract.
+#[utoipa::path(
+    delete,
+    path = "/contracts/{id}",
+    tag = "contracts",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "Contract id"),
+        ("If-Match" = String, Header, description = "The ETag last read, or `*`"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 412, description = "The contract changed since the ETag sent",
+            body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing",
+            body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn delete(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::WriteContracts)?;
+    state
+        .contracts
+        .delete(&caller.actor(), contract_id(&id)?, expected)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

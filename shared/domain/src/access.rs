@@ -84,7 +84,10 @@ mod tests {
         for role in Role::ALL {
             assert!(role.allows(Permission::ReadProfile));
             assert!(role.allows(Permission::ReadContracts));
-            assert_eq!(role.allows(Permission::WriteContracts), role != Role::Viewer);
+            assert_eq!(
+                role.allows(Permission::WriteContracts),
+                role != Role::Viewer
+            );
             assert_eq!(role.as_str().parse(), Ok(role));
         }
         assert!("root".parse::<Role>().is_err());

@@ -82,7 +82,9 @@ impl PasswordPolicy {
                     .map(str::to_owned)
                     .collect();
                 let joined = parts.concat();
-                std::iter::once(lower).chain(parts).chain(std::iter::once(joined))
+                std::iter::once(lower)
+                    .chain(parts)
+                    .chain(std::iter::once(joined))
             })
             .collect();
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -341,10 +343,8 @@ impl AccountService {
         user: UserId,
     ) -> Result<(User, Organization), AccountError> {
         let (user_key, organization_key) = (keys::user(tenant, user), keys::organization(tenant));
-        let (user_item, organization_item) = tokio::try_join!(
-            self.table.get(&user_key),
-            self.table.get(&organization_key),
-        )?;
+        let (user_item, organization_item) =
+            tokio::try_join!(self.table.get(&user_key), self.table.get(&organization_key),)?;
         let (Some(user_item), Some(organization_item)) = (user_item, organization_item) else {
             return Err(AccountError::NotFound);
         };
@@ -383,7 +383,9 @@ impl AccountService {
 pub(crate) fn to_attributes(value: &impl Serialize) -> Result<Attributes, StoreError> {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(StoreError::Invalid("a record must serialize to an object".into())),
+        Ok(_) => Err(StoreError::Invalid(
+            "a record must serialize to an object".into(),
+        )),
         Err(e) => Err(StoreError::Invalid(format!("record not serializable: {e}"))),
     }
 }

@@ -473,9 +473,12 @@ impl ContractChanges {
         let mut errors = ValidationErrors::new();
         let e = &mut errors;
         let c = current.clone();
-        let contract_number =
-            self.contract_number
-                .patch_required(e, "/contractNumber", c.contract_number, contract_number);
+        let contract_number = self.contract_number.patch_required(
+            e,
+            "/contractNumber",
+            c.contract_number,
+            contract_number,
+        );
         let lessor = self.lessor.patch_required(e, "/lessor", c.lessor, lessor);
         let description =
             self.description
@@ -489,9 +492,9 @@ impl ContractChanges {
             c.registration_number,
             registration_number,
         );
-        let cost_center = self
-            .cost_center
-            .patch_optional(e, "/costCenter", c.cost_center, cost_center);
+        let cost_center =
+            self.cost_center
+                .patch_optional(e, "/costCenter", c.cost_center, cost_center);
         let start_date = self
             .start_date
             .patch_required(e, "/startDate", c.start_date, day);
@@ -628,7 +631,10 @@ impl Terms {
         if self.end_date <= self.start_date {
             errors.add("/endDate", FieldIssue::EndNotAfterStart);
         }
-        if self.termination_date.is_some_and(|day| day < self.start_date) {
+        if self
+            .termination_date
+            .is_some_and(|day| day < self.start_date)
+        {
             errors.add("/terminationDate", FieldIssue::BeforeStart);
         }
         if self
@@ -707,10 +713,9 @@ impl ContractFilter {
     /// by-end-date index instead of every contract.
     fn end_date_range(&self, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
         let mut range: Option<(NaiveDate, NaiveDate)> = match self.status {
-            Some(ContractStatus::Ending) => Some((
-                today,
-                today + Days::new(ContractStatus::ENDING_WINDOW_DAYS),
-            )),
+            Some(ContractStatus::Ending) => {
+                Some((today, today + Days::new(ContractStatus::ENDING_WINDOW_DAYS)))
+            }
             Some(ContractStatus::Extended) => Some((NaiveDate::MIN, today.pred_opt()?)),
             _ => None,
         };
@@ -1079,8 +1084,8 @@ impl ContractService {
             },
             audit.write_op(),
         ];
-        let renumbered = updated.contract_number.to_uppercase()
-            != current.contract_number.to_uppercase();
+        let renumbered =
+            updated.contract_number.to_uppercase() != current.contract_number.to_uppercase();
         if renumbered {
             ops.push(claim_contract_number(actor.tenant, &updated)?);
             ops.push(WriteOp::Delete {
@@ -1093,7 +1098,9 @@ impl ContractService {
             Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => {
                 self.stale_or_gone(actor.tenant, id, current.version).await
             }
-            Err(StoreError::TransactionCanceled { failed }) if renumbered && failed.contains(&2) => {
+            Err(StoreError::TransactionCanceled { failed })
+                if renumbered && failed.contains(&2) =>
+            {
                 Err(ContractError::ContractNumberTaken)
             }
             Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
@@ -1138,11 +1145,10 @@ impl ContractService {
         ];
         match self.table.transact_write(ops).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => {
-                self.stale_or_gone(actor.tenant, id, current.version)
-                    .await
-                    .map(|_| ())
-            }
+            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => self
+                .stale_or_gone(actor.tenant, id, current.version)
+                .await
+                .map(|_| ()),
             Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
             Err(other) => Err(other.into()),
         }
@@ -1324,10 +1330,7 @@ mod tests {
             status: Some(ContractStatus::Ending),
             ..Default::default()
         };
-        assert_eq!(
-            ending.end_date_range(today),
-            Some((today, d("2027-02-19")))
-        );
+        assert_eq!(ending.end_date_range(today), Some((today, d("2027-02-19"))));
         let extended_before = ContractFilter {
             status: Some(ContractStatus::Extended),
             ends_before: Some(d("2026-01-01")),

@@ -144,9 +144,18 @@ mod tests {
     fn patch_semantics() {
         let mut errors = ValidationErrors::new();
         let ok = |v: i64| Ok::<_, FieldIssue>(v);
-        assert_eq!(Field::Missing.patch_optional(&mut errors, "/a", Some(1), ok), Some(Some(1)));
-        assert_eq!(Field::Null.patch_optional(&mut errors, "/a", Some(1), ok), Some(None));
-        assert_eq!(Field::Value(2).patch_optional(&mut errors, "/a", Some(1), ok), Some(Some(2)));
+        assert_eq!(
+            Field::Missing.patch_optional(&mut errors, "/a", Some(1), ok),
+            Some(Some(1))
+        );
+        assert_eq!(
+            Field::Null.patch_optional(&mut errors, "/a", Some(1), ok),
+            Some(None)
+        );
+        assert_eq!(
+            Field::Value(2).patch_optional(&mut errors, "/a", Some(1), ok),
+            Some(Some(2))
+        );
         assert!(errors.is_empty());
         assert_eq!(Field::Null.patch_required(&mut errors, "/a", 1, ok), None);
         assert_eq!(errors.errors()[0].issue, FieldIssue::NotNullable);
@@ -155,7 +164,13 @@ mod tests {
     #[test]
     fn dates_are_strict() {
         assert!(date("2027-02-28").is_ok());
-        for bad in ["2027-02-29", "2027-2-28", "28/02/2027", "2027-02-28T00:00:00Z", ""] {
+        for bad in [
+            "2027-02-29",
+            "2027-2-28",
+            "28/02/2027",
+            "2027-02-28T00:00:00Z",
+            "",
+        ] {
             assert_eq!(date(bad), Err(FieldIssue::InvalidDate), "{bad}");
         }
     }

@@ -109,7 +109,11 @@ mod tests {
         assert!(organization(tenant).pk == lead);
         assert!(contract(tenant, ContractId::generate()).pk == lead);
         let date = NaiveDate::from_ymd_opt(2027, 2, 28).unwrap();
-        assert!(contract_by_end(tenant, date, ContractId::generate()).pk.starts_with(&lead));
+        assert!(
+            contract_by_end(tenant, date, ContractId::generate())
+                .pk
+                .starts_with(&lead)
+        );
     }
 
     #[test]

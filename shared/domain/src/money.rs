@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(Currency::parse("EUR").map(|c| c.minor_unit_digits()), Ok(2));
         assert_eq!(Currency::parse("JPY").map(|c| c.minor_unit_digits()), Ok(0));
         for bad in ["sek", "SEKK", "XYZ", "", "S K"] {
-            assert_eq!(Currency::parse(bad), Err(FieldIssue::UnknownCurrency), "{bad}");
+            assert_eq!(
+                Currency::parse(bad),
+                Err(FieldIssue::UnknownCurrency),
+                "{bad}"
+            );
         }
     }
 

@@ -149,11 +149,20 @@ impl Update {
 /// One write inside a transaction.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
-    Put { item: Item, condition: Condition },
+    Put {
+        item: Item,
+        condition: Condition,
+    },
     Update(Update),
-    Delete { key: Key, condition: Condition },
+    Delete {
+        key: Key,
+        condition: Condition,
+    },
     /// Only checks a condition; writes nothing.
-    Check { key: Key, condition: Condition },
+    Check {
+        key: Key,
+        condition: Condition,
+    },
 }
 
 impl WriteOp {
@@ -346,7 +355,9 @@ pub fn validate_update(update: &Update) -> Result<(), StoreError> {
 
 pub fn validate_query(query: &Query) -> Result<(), StoreError> {
     if query.partition.is_empty() {
-        return Err(StoreError::Invalid("query partition must not be empty".into()));
+        return Err(StoreError::Invalid(
+            "query partition must not be empty".into(),
+        ));
     }
     if query.limit == 0 || query.limit > MAX_QUERY_LIMIT {
         return Err(StoreError::Invalid(format!(

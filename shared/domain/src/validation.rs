@@ -31,6 +31,9 @@ pub enum FieldIssue {
     WeakPassword,
     ControlCharacters,
     AlreadyInUse,
+    InvalidInteger { min: i64, max: i64 },
+    InvalidCursor,
+    InvalidHeader,
 }
 
 impl FieldIssue {
@@ -60,6 +63,9 @@ impl FieldIssue {
             FieldIssue::WeakPassword => "weak_password",
             FieldIssue::ControlCharacters => "control_characters",
             FieldIssue::AlreadyInUse => "already_in_use",
+            FieldIssue::InvalidInteger { .. } => "invalid_integer",
+            FieldIssue::InvalidCursor => "invalid_cursor",
+            FieldIssue::InvalidHeader => "invalid_header",
         }
     }
 
@@ -72,6 +78,9 @@ impl FieldIssue {
             FieldIssue::InvalidChoice { allowed } => vec![("allowed", allowed.join(", "))],
             FieldIssue::OutOfRange { min, max } => {
                 vec![("min", min.clone()), ("max", max.clone())]
+            }
+            FieldIssue::InvalidInteger { min, max } => {
+                vec![("min", min.to_string()), ("max", max.to_string())]
             }
             FieldIssue::TooPrecise { max_decimals } => {
                 vec![("maxDecimals", max_decimals.to_string())]

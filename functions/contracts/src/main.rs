@@ -1,0 +1,9 @@
+//! The contracts function on AWS Lambda.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    api::telemetry::init(true);
+    let env = api::lambda::Environment::load().await?;
+    let state = contracts::ContractsState::new(env.table, env.tokens, env.clock);
+    api::lambda::run(api::service(contracts::router(state))).await
+}

@@ -1,0 +1,91 @@
+//! Running a function's router on AWS Lambda behind an API Gateway HTTP API.
+
+use crate::caller::ClientIp;
+use axum::Router;
+use axum::extract::Request;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+
+/// Serves `routes` (already wrapped by [`crate::service`]) as a Lambda function. API
+/// Gateway's request id and the client's address go on each request first, where the
+/// local runner would put its own.
+pub async fn run(routes: Router) -> Result<(), lambda_http::Error> {
+    let app = routes.layer(axum::middleware::map_request(from_api_gateway));
+    lambda_http::run(app).await
+}
+
+async fn from_api_gateway(mut request: Request) -> Request {
+    if let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref().cloned() {
+        if let Some(ip) = context.http.source_ip {
+            request.extensions_mut().insert(ClientIp(ip));
+        }
+        if let Some(id) = context.request_id
+            && let Ok(value) = id.parse()
+        {
+            request
+                .headers_mut()
+                .insert(crate::REQUEST_ID_HEADER, value);
+        }
+    }
+    request
+}
+
+/// What every data-serving function builds once per cold start.
+pub struct Environment {
+    pub table: std::sync::Arc<dyn domain::store::Table>,
+    pub tokens: std::sync::Arc<crate::AccessTokens>,
+    pub clock: std::sync::Arc<dyn domain::clock::Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {0} is not valid: {1}")]
+    Invalid(&'static str, String),
+    #[error("the JWT signing secret could not be read: {0}")]
+    Secret(String),
+    #[error(transparent)]
+    Token(#[from] crate::tokens::TokenError),
+}
+
+fn var(name: &'static str) -> Result<String, EnvironmentError> {
+    std::env::var(name).map_err(|_| EnvironmentError::Missing(name))
+}
+
+impl Environment {
+    /// Reads `TABLE_NAME`, `JWT_SECRET_ARN`, `TOKEN_ISSUER`, `TOKEN_AUDIENCE` and
+    /// `ACCESS_TOKEN_TTL_SECONDS` (default 900), and fetches the signing secret.
+    pub async fn load() -> Result<Self, EnvironmentError> {
+        let table_name = var("TABLE_NAME")?;
+        let secret_id = var("JWT_SECRET_ARN")?;
+        let ttl_seconds = match std::env::var("ACCESS_TOKEN_TTL_SECONDS") {
+            Ok(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|s| (60..=3600).contains(s))
+                .ok_or_else(|| {
+                    EnvironmentError::Invalid("ACCESS_TOKEN_TTL_SECONDS", "60..=3600".into())
+                })?,
+            Err(_) => 900,
+        };
+        let settings = crate::TokenSettings {
+            issuer: var("TOKEN_ISSUER")?,
+            audience: var("TOKEN_AUDIENCE")?,
+            access_ttl: chrono::Duration::seconds(ttl_seconds),
+        };
+        let config = adapters::aws::aws_config_from_env().await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&config);
+        let secret = adapters::aws::secrets::read_secret_string(&secrets, &secret_id)
+            .await
+            .map_err(|e| EnvironmentError::Secret(e.to_string()))?;
+        let tokens = crate::AccessTokens::new(secret.as_bytes(), settings)?;
+        let table =
+            adapters::aws::DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), table_name);
+        Ok(Self {
+            table: std::sync::Arc::new(table),
+            tokens: std::sync::Arc::new(tokens),
+            clock: std::sync::Arc::new(domain::clock::SystemClock),
+        })
+    }
+}

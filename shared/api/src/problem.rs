@@ -1,0 +1,406 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`), localized.
+//!
+//! Handlers return [`ApiError`]. Its response carries the unrendered [`Problem`] as an
+//! extension and an English body; the [`localize_problems`] middleware re-renders the
+//! body in the caller's language and adds the request id. It also turns the router's
+//! bare 404 and 405 answers into problem documents.
+
+use crate::i18n::{Lang, message};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::access::Role;
+use domain::accounts::AccountError;
+use domain::contracts::ContractError;
+use domain::store::StoreError;
+use domain::validation::{FieldError, FieldIssue, ValidationErrors};
+use serde::Serialize;
+
+/// Problem `type` URIs are this base plus the kind, e.g. `.../problems/not-found`.
+pub const PROBLEM_BASE: &str = "https://leasedesk.se/problems/";
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Where an invalid value was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// JSON pointer into the request body.
+    Body(String),
+    /// A query or path parameter.
+    Parameter(String),
+    /// A request header.
+    Header(String),
+}
+
+/// One invalid value of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidValue {
+    pub location: Location,
+    pub issue: FieldIssue,
+}
+
+impl InvalidValue {
+    pub fn parameter(name: &str, issue: FieldIssue) -> Self {
+        Self {
+            location: Location::Parameter(name.to_owned()),
+            issue,
+        }
+    }
+
+    pub fn header(name: &str, issue: FieldIssue) -> Self {
+        Self {
+            location: Location::Header(name.to_owned()),
+            issue,
+        }
+    }
+}
+
+impl From<&FieldError> for InvalidValue {
+    fn from(error: &FieldError) -> Self {
+        Self {
+            location: Location::Body(error.pointer.clone()),
+            issue: error.issue.clone(),
+        }
+    }
+}
+
+/// Everything that can go wrong in a request, as the client should hear it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request fields")]
+    Invalid(Vec<InvalidValue>),
+    #[error("invalid parameters")]
+    InvalidParameters(Vec<InvalidValue>),
+    #[error("malformed JSON at line {line}, column {column}")]
+    MalformedJson { line: usize, column: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("body larger than {max} bytes")]
+    PayloadTooLarge { max: usize },
+    #[error("missing or invalid access token")]
+    Unauthorized { token_present: bool },
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("forbidden for role {0}")]
+    Forbidden(Role),
+    #[error("not found")]
+    NotFound,
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
+    #[error("contract number taken")]
+    ContractNumberTaken,
+    #[error("already registered")]
+    AlreadyRegistered(Vec<InvalidValue>),
+    #[error("version mismatch: expected {expected}, current {current}")]
+    PreconditionFailed { expected: u64, current: u64 },
+    #[error("If-Match required")]
+    PreconditionRequired,
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    #[error("concurrent change")]
+    ConcurrentChange,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// An unexpected failure: logged here with its cause, answered as a bare 500.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        ApiError::Internal
+    }
+
+    pub fn invalid_body(errors: ValidationErrors) -> Self {
+        ApiError::Invalid(errors.errors().iter().map(InvalidValue::from).collect())
+    }
+
+    fn problem(&self) -> Problem {
+        use ApiError::*;
+        let (status, kind) = match self {
+            Invalid(_) => (StatusCode::BAD_REQUEST, "validation-error"),
+            InvalidParameters(_) => (StatusCode::BAD_REQUEST, "invalid-parameter"),
+            MalformedJson { .. } => (StatusCode::BAD_REQUEST, "malformed-json"),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+            PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid-credentials"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ContractNumberTaken => (StatusCode::CONFLICT, "contract-number-taken"),
+            AlreadyRegistered(_) => (StatusCode::CONFLICT, "already-registered"),
+            PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition-failed"),
+            PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition-required"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
+            ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
+            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
+            Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
+        };
+        let params = match self {
+            MalformedJson { line, column } => {
+                vec![("line", line.to_string()), ("column", column.to_string())]
+            }
+            PayloadTooLarge { max } => vec![("max", max.to_string())],
+            Forbidden(role) => vec![("role", role.to_string())],
+            MethodNotAllowed(method) => vec![("method", method.clone())],
+            PreconditionFailed { expected, current } => vec![
+                ("expected", expected.to_string()),
+                ("current", current.to_string()),
+            ],
+            _ => Vec::new(),
+        };
+        let errors = match self {
+            Invalid(errors) | InvalidParameters(errors) | AlreadyRegistered(errors) => {
+                errors.clone()
+            }
+            ContractNumberTaken => vec![InvalidValue {
+                location: Location::Body("/contractNumber".into()),
+                issue: FieldIssue::AlreadyInUse,
+            }],
+            _ => Vec::new(),
+        };
+        Problem {
+            status,
+            kind,
+            params,
+            errors,
+        }
+    }
+}
+
+/// A problem before rendering: kept on the response so it can be localized late.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub params: Vec<(&'static str, String)>,
+    pub errors: Vec<InvalidValue>,
+}
+
+/// The problem document as sent (and as described in the API description).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemDocument {
+    /// URI naming the kind of problem.
+    #[schema(example = "https://leasedesk.se/problems/validation-error")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary in the caller's language.
+    pub title: String,
+    pub status: u16,
+    /// What happened and what to do, in the caller's language.
+    pub detail: String,
+    /// The request's id, for support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// One entry per invalid value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemError>,
+}
+
+/// One invalid value: where it is and what is wrong with it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemError {
+    /// JSON pointer (RFC 6901) into the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/payment/currency")]
+    pub pointer: Option<String>,
+    /// Name of the query or path parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// Name of the request header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Stable machine-readable code.
+    #[schema(example = "unknown_currency")]
+    pub code: String,
+    /// The problem in the caller's language.
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn render(&self, lang: Lang, request_id: Option<&str>) -> ProblemDocument {
+        let mut params = self.params.clone();
+        if let Some(id) = request_id {
+            params.push(("requestId", id.to_owned()));
+        } else {
+            params.push(("requestId", "-".to_owned()));
+        }
+        ProblemDocument {
+            kind: format!("{PROBLEM_BASE}{}", self.kind),
+            title: message(lang, &format!("problem.{}.title", self.kind), &params),
+            status: self.status.as_u16(),
+            detail: message(lang, &format!("problem.{}.detail", self.kind), &params),
+            request_id: request_id.map(str::to_owned),
+            errors: self
+                .errors
+                .iter()
+                .map(|error| {
+                    let (pointer, parameter, header) = match &error.location {
+                        Location::Body(p) => (Some(p.clone()), None, None),
+                        Location::Parameter(p) => (None, Some(p.clone()), None),
+                        Location::Header(h) => (None, None, Some(h.clone())),
+                    };
+                    ProblemError {
+                        pointer,
+                        parameter,
+                        header,
+                        code: error.issue.code().to_owned(),
+                        detail: message(
+                            lang,
+                            &format!("field.{}", error.issue.code()),
+                            &error.issue.params(),
+                        ),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn response(&self, lang: Lang, request_id: Option<&str>) -> Response {
+        let body = serde_json::to_vec(&self.render(lang, request_id)).unwrap_or_default();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.code()),
+        );
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let mut response = problem.response(Lang::En, None);
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized { token_present } => {
+                let challenge = if *token_present {
+                    r#"Bearer error="invalid_token""#
+                } else {
+                    "Bearer"
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            ApiError::Unavailable | ApiError::ConcurrentChange => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Renders problems in the caller's language with the request id, and gives the
+/// router's own 404/405 answers a problem body.
+pub async fn localize_problems(request: Request, next: Next) -> Response {
+    let accept_language = request.headers().get(header::ACCEPT_LANGUAGE).cloned();
+    let request_id = request.headers().get(crate::REQUEST_ID_HEADER).cloned();
+    let method = request.method().clone();
+    let mut response = next.run(request).await;
+
+    let problem = match response.extensions().get::<Problem>() {
+        Some(problem) => problem.clone(),
+        None if response.headers().get(header::CONTENT_TYPE).is_none() => match response.status() {
+            StatusCode::NOT_FOUND => ApiError::NotFound.problem(),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ApiError::MethodNotAllowed(method.to_string()).problem()
+            }
+            _ => return response,
+        },
+        None => return response,
+    };
+    let lang = Lang::negotiate(accept_language.as_ref().and_then(|v| v.to_str().ok()));
+    let request_id = request_id.as_ref().and_then(|v| v.to_str().ok());
+    let rendered = problem.response(lang, request_id);
+    let (parts, body) = rendered.into_parts();
+    *response.body_mut() = body;
+    for name in [header::CONTENT_TYPE, header::CONTENT_LANGUAGE] {
+        if let Some(value) = parts.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("accept-language"));
+    *response.status_mut() = problem.status;
+    response
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::TransactionCanceled { .. } | StoreError::ConditionFailed => {
+                ApiError::ConcurrentChange
+            }
+            StoreError::Invalid(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<ContractError> for ApiError {
+    fn from(error: ContractError) -> Self {
+        match error {
+            ContractError::Invalid(errors) => ApiError::invalid_body(errors),
+            ContractError::NotFound => ApiError::NotFound,
+            ContractError::VersionMismatch { expected, current } => {
+                ApiError::PreconditionFailed { expected, current }
+            }
+            ContractError::ContractNumberTaken => ApiError::ContractNumberTaken,
+            ContractError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            ContractError::Contention => ApiError::ConcurrentChange,
+            ContractError::InvalidPosition => {
+                ApiError::InvalidParameters(vec![InvalidValue::parameter(
+                    "cursor",
+                    FieldIssue::InvalidCursor,
+                )])
+            }
+            ContractError::Forbidden(role) => ApiError::Forbidden(role),
+            ContractError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Invalid(errors) => {
+                let values: Vec<InvalidValue> =
+                    errors.errors().iter().map(InvalidValue::from).collect();
+                if values
+                    .iter()
+                    .all(|value| value.issue == FieldIssue::AlreadyInUse)
+                {
+                    ApiError::AlreadyRegistered(values)
+                } else {
+                    ApiError::Invalid(values)
+                }
+            }
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            // The token named a user or organization that is gone.
+            AccountError::NotFound => ApiError::Unauthorized {
+                token_present: true,
+            },
+            AccountError::Contention => ApiError::ConcurrentChange,
+            AccountError::Store(error) => error.into(),
+            AccountError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Access tokens: short-lived HS256 JWTs that carry who the caller is.
+//!
+//! Verification requires and checks `iss`, `aud`, `sub`, `exp`, and the token type, so
+//! a token of another type (refresh, 2FA-pending, invite) can never stand in for an
+//! access token.
+
+use chrono::{DateTime, Utc};
+use domain::access::Role;
+use domain::ids::{TenantId, UserId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The kinds of token we issue. Only `access` exists so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenType {
+    Access,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: UserId,
+    /// The organization (tenant).
+    pub tid: TenantId,
+    pub role: Role,
+    pub typ: TokenType,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: chrono::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the signing secret must be at least {min} bytes")]
+    WeakSecret { min: usize },
+    #[error("token could not be signed: {0}")]
+    Signing(String),
+    #[error("token rejected: {0}")]
+    Rejected(String),
+}
+
+/// A freshly issued access token.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: i64,
+}
+
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    settings: TokenSettings,
+}
+
+impl AccessTokens {
+    /// HS256 wants a key at least as long as its 256-bit output.
+    pub const MIN_SECRET_BYTES: usize = 32;
+
+    pub fn new(secret: &[u8], settings: TokenSettings) -> Result<Self, TokenError> {
+        if secret.len() < Self::MIN_SECRET_BYTES {
+            return Err(TokenError::WeakSecret {
+                min: Self::MIN_SECRET_BYTES,
+            });
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    pub fn issue(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, TokenError> {
+        let expires_in = self.settings.access_ttl.num_seconds();
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            sub: user,
+            tid: tenant,
+            role,
+            typ: TokenType::Access,
+            iat: now.timestamp(),
+            exp: now.timestamp() + expires_in,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| TokenError::Signing(e.to_string()))?;
+        Ok(IssuedToken { token, expires_in })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| TokenError::Rejected(e.to_string()))?;
+        if data.claims.typ != TokenType::Access {
+            return Err(TokenError::Rejected("not an access token".into()));
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(issuer: &str, audience: &str, secret: &[u8]) -> AccessTokens {
+        AccessTokens::new(
+            secret,
+            TokenSettings {
+                issuer: issuer.into(),
+                audience: audience.into(),
+                access_ttl: chrono::Duration::minutes(15),
+            },
+        )
+        .unwrap()
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn round_trip() {
+        let t = tokens("https://iss", "aud", SECRET);
+        let (user, tenant) = (UserId::generate(), TenantId::generate());
+        let issued = t.issue(user, tenant, Role::Editor, Utc::now()).unwrap();
+        assert_eq!(issued.expires_in, 900);
+        let claims = t.verify(&issued.token).unwrap();
+        assert_eq!(
+            (claims.sub, claims.tid, claims.role),
+            (user, tenant, Role::Editor)
+        );
+    }
+
+    #[test]
+    fn rejects_expired_foreign_and_tampered_tokens() {
+        let t = tokens("https://iss", "aud", SECRET);
+        let (user, tenant) = (UserId::generate(), TenantId::generate());
+        let old = Utc::now() - chrono::Duration::hours(1);
+        let expired = t.issue(user, tenant, Role::Owner, old).unwrap().token;
+        assert!(t.verify(&expired).is_err());
+
+        let now = Utc::now();
+        for other in [
+            tokens("https://other", "aud", SECRET),
+            tokens("https://iss", "other", SECRET),
+            tokens("https://iss", "aud", b"another-secret-another-secret-xx"),
+        ] {
+            let token = other.issue(user, tenant, Role::Owner, now).unwrap().token;
+            assert!(t.verify(&token).is_err());
+        }
+
+        let good = t.issue(user, tenant, Role::Viewer, now).unwrap().token;
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged_claims = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&serde_json::json!({
+                "iss": "https://iss", "aud": "aud", "sub": user, "tid": tenant,
+                "role": "owner", "typ": "access", "iat": now.timestamp(),
+                "exp": now.timestamp() + 900, "jti": "x"
+            }))
+            .unwrap(),
+        );
+        parts[1] = &forged_claims;
+        assert!(t.verify(&parts.join(".")).is_err());
+        assert!(t.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn requires_a_token_type_and_the_standard_claims() {
+        let t = tokens("https://iss", "aud", SECRET);
+        let now = Utc::now().timestamp();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap()
+        };
+        let base = serde_json::json!({
+            "iss": "https://iss", "aud": "aud", "sub": UserId::generate(),
+            "tid": TenantId::generate(), "role": "owner", "typ": "access",
+            "iat": now, "exp": now + 900, "jti": "x"
+        });
+        assert!(t.verify(&sign(base.clone())).is_ok());
+        for (field, replacement) in [
+            ("typ", Some(serde_json::json!("refresh"))),
+            ("typ", None),
+            ("exp", None),
+            ("sub", None),
+            ("aud", None),
+            ("iss", None),
+            ("tid", None),
+        ] {
+            let mut claims = base.clone();
+            match replacement {
+                Some(value) => claims[field] = value,
+                None => {
+                    claims.as_object_mut().unwrap().remove(field);
+                }
+            }
+            assert!(t.verify(&sign(claims)).is_err(), "{field}");
+        }
+        assert!(AccessTokens::new(b"short", t.settings().clone()).is_err());
+    }
+}
