@@ -791,7 +791,9 @@ pub struct Created {
 #[serde(rename_all = "camelCase")]
 struct IdempotencyRecord {
     request_hash: String,
+    /// The contract as first answered (its `version` is not part of its serialized form).
     contract: Contract,
+    contract_version: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -882,6 +884,7 @@ impl ContractService {
             let record = IdempotencyRecord {
                 request_hash: idempotency.request_hash.clone(),
                 contract: contract.clone(),
+                contract_version: contract.version,
             };
             ops.push(WriteOp::Put {
                 item: Item::new(key.clone(), to_attributes(&record)?)
@@ -931,6 +934,7 @@ impl ContractService {
             return Err(ContractError::IdempotencyKeyReused);
         }
         let mut contract = record.contract;
+        contract.version = record.contract_version;
         contract.status = contract.status_on(now.date_naive());
         Ok(Some(Created {
             contract,

@@ -1,0 +1,396 @@
+//! The contract register over HTTP: every operation, concurrency, idempotency, tenancy
+//! and roles.
+
+use domain::access::Role;
+use e2e::{TestApp, contract, error_codes, etag, problem};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn create_read_update_delete() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+
+    let response = app
+        .authed(&owner.token, Method::POST, "/contracts")
+        .json(&contract("LC-2024-0042"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(etag(&response), "\"1\"");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(location, format!("/contracts/{id}"));
+    assert_eq!(created["status"], "active");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["interestRate"], "4.95");
+    assert_eq!(created["payment"], json!({"amount": 689900, "currency": "SEK"}));
+    assert_eq!(created["createdBy"], owner.user.to_string());
+
+    let response = app.authed(&owner.token, Method::GET, &location).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(etag(&response), "\"1\"");
+    let read: Value = response.json().await.unwrap();
+    assert_eq!(read, created);
+
+    // A merge patch: set one field, clear another, leave the rest.
+    let response = app
+        .authed(&owner.token, Method::PATCH, &location)
+        .header("if-match", "\"1\"")
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"costCenter": "4200", "residualValue": null, "endDate": "2027-01-31"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(etag(&response), "\"2\"");
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!(updated["costCenter"], "4200");
+    assert!(updated.get("residualValue").is_none());
+    assert_eq!(updated["endDate"], "2027-01-31");
+    assert_eq!(updated["lessor"], created["lessor"]);
+    assert_eq!(updated["createdAt"], created["createdAt"]);
+    assert_eq!(updated["version"], 2);
+
+    // The old version is stale now: 412, and nothing changes.
+    let response = app
+        .authed(&owner.token, Method::PATCH, &location)
+        .header("if-match", "\"1\"")
+        .json(&json!({"costCenter": "9999"}))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, StatusCode::PRECONDITION_FAILED).await;
+    assert!(body["detail"].as_str().unwrap().contains('2'));
+    let response = app
+        .authed(&owner.token, Method::DELETE, &location)
+        .header("if-match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::PRECONDITION_FAILED).await;
+    // Without If-Match: 428.
+    let response = app.authed(&owner.token, Method::DELETE, &location).send().await.unwrap();
+    problem(response, StatusCode::PRECONDITION_REQUIRED).await;
+    let still: Value = app
+        .authed(&owner.token, Method::GET, &location)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still, updated);
+
+    let response = app
+        .authed(&owner.token, Method::DELETE, &location)
+        .header("if-match", "\"2\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = app.authed(&owner.token, Method::GET, &location).send().await.unwrap();
+    problem(response, StatusCode::NOT_FOUND).await;
+
+    // The number is free again once its contract is gone.
+    app.create_contract(&owner.token, &contract("LC-2024-0042")).await;
+}
+
+#[tokio::test]
+async fn contract_numbers_are_unique_per_organization() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    app.create_contract(&owner.token, &contract("LC-1")).await;
+    let response = app
+        .authed(&owner.token, Method::POST, "/contracts")
+        .json(&contract("lc-1"))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, StatusCode::CONFLICT).await;
+    assert_eq!(error_codes(&body), [("/contractNumber".into(), "already_in_use".into())]);
+
+    // Renaming onto a taken number is refused too; renaming to a free one frees the old.
+    let second = app.create_contract(&owner.token, &contract("LC-2")).await;
+    let path = format!("/contracts/{}", second["id"].as_str().unwrap());
+    let response = app
+        .authed(&owner.token, Method::PATCH, &path)
+        .header("if-match", "*")
+        .json(&json!({"contractNumber": "LC-1"}))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::CONFLICT).await;
+    let response = app
+        .authed(&owner.token, Method::PATCH, &path)
+        .header("if-match", "*")
+        .json(&json!({"contractNumber": "LC-3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    app.create_contract(&owner.token, &contract("LC-2")).await;
+
+    // Another organization may use the same numbers.
+    let other = app.sign_up().await;
+    app.create_contract(&other.token, &contract("LC-1")).await;
+}
+
+#[tokio::test]
+async fn idempotent_create() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let send = |body: Value, key: &'static str| {
+        app.authed(&owner.token, Method::POST, "/contracts")
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = send(contract("LC-7"), "key-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let retry = send(contract("LC-7"), "key-1").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first);
+
+    let different = send(contract("LC-8"), "key-1").await.unwrap();
+    problem(different, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    // Exactly one contract exists.
+    let list: Value = app
+        .authed(&owner.token, Method::GET, "/contracts")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    // Concurrent retries with a fresh key also create exactly one.
+    let results = futures_join(
+        (0..8).map(|_| send(contract("LC-9"), "key-2")).collect(),
+    )
+    .await;
+    let ids: std::collections::BTreeSet<String> = {
+        let mut ids = std::collections::BTreeSet::new();
+        for response in results {
+            let response = response.unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let body: Value = response.json().await.unwrap();
+            ids.insert(body["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    };
+    assert_eq!(ids.len(), 1);
+}
+
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut out = Vec::new();
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn another_organizations_contract_does_not_exist() {
+    let app = TestApp::spawn().await;
+    let mine = app.sign_up().await;
+    let theirs = app.sign_up().await;
+    let created = app.create_contract(&mine.token, &contract("LC-1")).await;
+    let path = format!("/contracts/{}", created["id"].as_str().unwrap());
+
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"notes": "mine now"}))),
+        (Method::DELETE, None),
+    ] {
+        let mut request = app
+            .authed(&theirs.token, method.clone(), &path)
+            .header("if-match", "*");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        problem(response, StatusCode::NOT_FOUND).await;
+    }
+    let list: Value = app
+        .authed(&theirs.token, Method::GET, "/contracts")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], json!([]));
+    // Untouched for its owner.
+    let response = app.authed(&mine.token, Method::GET, &path).send().await.unwrap();
+    assert_eq!(etag(&response), "\"1\"");
+}
+
+#[tokio::test]
+async fn roles_decide_who_may_write() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let created = app.create_contract(&owner.token, &contract("LC-1")).await;
+    let path = format!("/contracts/{}", created["id"].as_str().unwrap());
+
+    for role in Role::ALL {
+        let token = app.token_with_role(&owner, role);
+        let may_write = role != Role::Viewer;
+        let read = app.authed(&token, Method::GET, &path).send().await.unwrap();
+        assert_eq!(read.status(), StatusCode::OK, "{role} reads");
+        let list = app.authed(&token, Method::GET, "/contracts").send().await.unwrap();
+        assert_eq!(list.status(), StatusCode::OK, "{role} lists");
+
+        let create = app
+            .authed(&token, Method::POST, "/contracts")
+            .json(&contract(&format!("LC-{role}")))
+            .send()
+            .await
+            .unwrap();
+        let patch = app
+            .authed(&token, Method::PATCH, &path)
+            .header("if-match", "*")
+            .json(&json!({"notes": format!("by {role}")}))
+            .send()
+            .await
+            .unwrap();
+        if may_write {
+            assert_eq!(create.status(), StatusCode::CREATED, "{role} creates");
+            assert_eq!(patch.status(), StatusCode::OK, "{role} changes");
+        } else {
+            let body = problem(create, StatusCode::FORBIDDEN).await;
+            assert!(body["detail"].as_str().unwrap().contains("viewer"));
+            problem(patch, StatusCode::FORBIDDEN).await;
+            let delete = app
+                .authed(&token, Method::DELETE, &path)
+                .header("if-match", "*")
+                .send()
+                .await
+                .unwrap();
+            problem(delete, StatusCode::FORBIDDEN).await;
+        }
+    }
+}
+
+async fn list(app: &TestApp, token: &str, query: &str) -> Value {
+    let response = app
+        .authed(token, Method::GET, &format!("/contracts{query}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    body
+}
+
+fn numbers(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contractNumber"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    // Today is 2026-11-21 in the tests.
+    let mut specs = vec![
+        ("UP-1", "2027-01-01", "2030-01-01", "machinery", "Siemens Finans", None),
+        ("ACT-1", "2024-01-01", "2029-06-30", "vehicle", "Volvofinans Bank AB", None),
+        ("END-1", "2023-01-01", "2027-01-15", "it", "Atea Finance", None),
+        ("EXT-1", "2021-01-01", "2025-12-31", "vehicle", "volvofinans bank ab", None),
+        ("TER-1", "2021-01-01", "2025-12-31", "property", "Handelsbanken Finans", Some("2026-01-31")),
+    ];
+    for i in 0..7 {
+        specs.push((
+            Box::leak(format!("BULK-{i}").into_boxed_str()),
+            "2025-01-01",
+            "2028-01-01",
+            "other",
+            "Nordea Finans",
+            None,
+        ));
+    }
+    for (number, start, end, category, lessor, terminated) in &specs {
+        let mut body = contract(number);
+        body["startDate"] = json!(start);
+        body["endDate"] = json!(end);
+        body["category"] = json!(category);
+        body["lessor"] = json!(lessor);
+        if let Some(day) = terminated {
+            body["terminationDate"] = json!(day);
+        }
+        if number.starts_with("END") {
+            body["registrationNumber"] = json!("XYZ 987");
+        }
+        app.create_contract(&owner.token, &body).await;
+    }
+
+    assert_eq!(numbers(&list(&app, &owner.token, "?status=upcoming").await), ["UP-1"]);
+    assert_eq!(numbers(&list(&app, &owner.token, "?status=ending").await), ["END-1"]);
+    assert_eq!(numbers(&list(&app, &owner.token, "?status=extended").await), ["EXT-1"]);
+    assert_eq!(numbers(&list(&app, &owner.token, "?status=terminated").await), ["TER-1"]);
+    assert_eq!(
+        list(&app, &owner.token, "?status=active").await["items"].as_array().unwrap().len(),
+        8
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?category=vehicle").await),
+        ["ACT-1", "EXT-1"]
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?lessor=VOLVOFINANS%20BANK%20AB&category=vehicle").await),
+        ["ACT-1", "EXT-1"]
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?endsBefore=2027-01-16").await),
+        ["EXT-1", "TER-1", "END-1"],
+        "ordered by end date"
+    );
+    assert_eq!(numbers(&list(&app, &owner.token, "?q=xyz987").await), ["END-1"]);
+    assert_eq!(numbers(&list(&app, &owner.token, "?q=ter-").await), ["TER-1"]);
+    assert!(numbers(&list(&app, &owner.token, "?q=nothing-matches").await).is_empty());
+
+    // Pages of 5 over all 12, then over the 7 bulk ones by lessor: every item once.
+    for (query, total) in [("", 12), ("&lessor=Nordea%20Finans", 7), ("&endsBefore=2030-12-31", 12)] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut q = format!("?limit=5{query}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let page = list(&app, &owner.token, &q).await;
+            pages += 1;
+            assert!(page["items"].as_array().unwrap().len() <= 5);
+            seen.extend(numbers(&page));
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), total, "{query}: {seen:?}");
+        let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), total);
+        assert_eq!(pages, total.div_ceil(5), "{query}: no empty last page");
+    }
+}
