@@ -23,15 +23,13 @@ use utoipa::{OpenApi, ToSchema};
 pub struct AuthState {
     accounts: Arc<AccountService>,
     tokens: Arc<AccessTokens>,
-    clock: Arc<dyn Clock>,
 }
 
 impl AuthState {
     pub fn new(table: Arc<dyn Table>, tokens: Arc<AccessTokens>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            accounts: Arc::new(AccountService::new(table, clock.clone())),
+            accounts: Arc::new(AccountService::new(table, clock)),
             tokens,
-            clock,
         }
     }
 }
@@ -181,7 +179,7 @@ async fn log_in(
         .await?;
     let issued = state
         .tokens
-        .issue(user.id, user.tenant_id, user.role, state.clock.now())
+        .issue(user.id, user.tenant_id, user.role)
         .map_err(ApiError::internal)?;
     Ok((
         // Tokens must not be cached by anything between us and the client (RFC 6749 §5.1).

@@ -61,6 +61,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             audience: AUDIENCE.into(),
             access_ttl: config.access_token_ttl,
         },
+        clock.clone(),
     )?);
 
     let routes = Router::new()

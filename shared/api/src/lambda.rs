@@ -79,13 +79,15 @@ impl Environment {
         let secret = adapters::aws::secrets::read_secret_string(&secrets, &secret_id)
             .await
             .map_err(|e| EnvironmentError::Secret(e.to_string()))?;
-        let tokens = crate::AccessTokens::new(secret.as_bytes(), settings)?;
+        let clock: std::sync::Arc<dyn domain::clock::Clock> =
+            std::sync::Arc::new(domain::clock::SystemClock);
+        let tokens = crate::AccessTokens::new(secret.as_bytes(), settings, clock.clone())?;
         let table =
             adapters::aws::DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), table_name);
         Ok(Self {
             table: std::sync::Arc::new(table),
             tokens: std::sync::Arc::new(tokens),
-            clock: std::sync::Arc::new(domain::clock::SystemClock),
+            clock,
         })
     }
 }

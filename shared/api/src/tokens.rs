@@ -4,11 +4,12 @@
 //! a token of another type (refresh, 2FA-pending, invite) can never stand in for an
 //! access token.
 
-use chrono::{DateTime, Utc};
 use domain::access::Role;
+use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The kinds of token we issue. Only `access` exists so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,13 +61,22 @@ pub struct AccessTokens {
     decoding: DecodingKey,
     validation: Validation,
     settings: TokenSettings,
+    /// Expiry is checked against this clock, not the library's, so tests can move time.
+    clock: Arc<dyn Clock>,
 }
+
+/// Seconds of clock skew tolerated between issuer and verifier.
+const LEEWAY_SECONDS: i64 = 30;
 
 impl AccessTokens {
     /// HS256 wants a key at least as long as its 256-bit output.
     pub const MIN_SECRET_BYTES: usize = 32;
 
-    pub fn new(secret: &[u8], settings: TokenSettings) -> Result<Self, TokenError> {
+    pub fn new(
+        secret: &[u8],
+        settings: TokenSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, TokenError> {
         if secret.len() < Self::MIN_SECRET_BYTES {
             return Err(TokenError::WeakSecret {
                 min: Self::MIN_SECRET_BYTES,
@@ -76,12 +86,14 @@ impl AccessTokens {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        // Presence of `exp` is required above; its value is checked in `verify`.
+        validation.validate_exp = false;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             settings,
+            clock,
         })
     }
 
@@ -94,8 +106,8 @@ impl AccessTokens {
         user: UserId,
         tenant: TenantId,
         role: Role,
-        now: DateTime<Utc>,
     ) -> Result<IssuedToken, TokenError> {
+        let now = self.clock.now();
         let expires_in = self.settings.access_ttl.num_seconds();
         let claims = AccessClaims {
             iss: self.settings.issuer.clone(),
@@ -116,10 +128,18 @@ impl AccessTokens {
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| TokenError::Rejected(e.to_string()))?;
-        if data.claims.typ != TokenType::Access {
+        let claims = data.claims;
+        if claims.typ != TokenType::Access {
             return Err(TokenError::Rejected("not an access token".into()));
         }
-        Ok(data.claims)
+        let now = self.clock.now().timestamp();
+        if claims.exp + LEEWAY_SECONDS <= now {
+            return Err(TokenError::Rejected("expired".into()));
+        }
+        if claims.iat - LEEWAY_SECONDS > now {
+            return Err(TokenError::Rejected("issued in the future".into()));
+        }
+        Ok(claims)
     }
 }
 
@@ -127,7 +147,13 @@ impl AccessTokens {
 mod tests {
     use super::*;
 
-    fn tokens(issuer: &str, audience: &str, secret: &[u8]) -> AccessTokens {
+    use domain::clock::FixedClock;
+
+    fn clock() -> Arc<FixedClock> {
+        Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()))
+    }
+
+    fn tokens_at(issuer: &str, audience: &str, secret: &[u8], clock: Arc<FixedClock>) -> AccessTokens {
         AccessTokens::new(
             secret,
             TokenSettings {
@@ -135,8 +161,13 @@ mod tests {
                 audience: audience.into(),
                 access_ttl: chrono::Duration::minutes(15),
             },
+            clock,
         )
         .unwrap()
+    }
+
+    fn tokens(issuer: &str, audience: &str, secret: &[u8]) -> AccessTokens {
+        tokens_at(issuer, audience, secret, clock())
     }
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -145,7 +176,7 @@ mod tests {
     fn round_trip() {
         let t = tokens("https://iss", "aud", SECRET);
         let (user, tenant) = (UserId::generate(), TenantId::generate());
-        let issued = t.issue(user, tenant, Role::Editor, Utc::now()).unwrap();
+        let issued = t.issue(user, tenant, Role::Editor).unwrap();
         assert_eq!(issued.expires_in, 900);
         let claims = t.verify(&issued.token).unwrap();
         assert_eq!(
@@ -156,23 +187,29 @@ mod tests {
 
     #[test]
     fn rejects_expired_foreign_and_tampered_tokens() {
-        let t = tokens("https://iss", "aud", SECRET);
+        let time = clock();
+        let t = tokens_at("https://iss", "aud", SECRET, time.clone());
         let (user, tenant) = (UserId::generate(), TenantId::generate());
-        let old = Utc::now() - chrono::Duration::hours(1);
-        let expired = t.issue(user, tenant, Role::Owner, old).unwrap().token;
-        assert!(t.verify(&expired).is_err());
+        let token = t.issue(user, tenant, Role::Owner).unwrap().token;
+        time.advance(chrono::Duration::minutes(15));
+        assert!(t.verify(&token).is_ok(), "within the leeway");
+        time.advance(chrono::Duration::seconds(30));
+        assert!(t.verify(&token).is_err(), "expired");
+        time.set("2026-11-21T08:00:00Z".parse().unwrap());
+        assert!(t.verify(&token).is_err(), "issued in the future");
+        time.set("2026-11-21T09:00:00Z".parse().unwrap());
 
-        let now = Utc::now();
+        let now = time.now();
         for other in [
             tokens("https://other", "aud", SECRET),
             tokens("https://iss", "other", SECRET),
             tokens("https://iss", "aud", b"another-secret-another-secret-xx"),
         ] {
-            let token = other.issue(user, tenant, Role::Owner, now).unwrap().token;
+            let token = other.issue(user, tenant, Role::Owner).unwrap().token;
             assert!(t.verify(&token).is_err());
         }
 
-        let good = t.issue(user, tenant, Role::Viewer, now).unwrap().token;
+        let good = t.issue(user, tenant, Role::Viewer).unwrap().token;
         let mut parts: Vec<&str> = good.split('.').collect();
         let forged_claims = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -191,7 +228,7 @@ mod tests {
     #[test]
     fn requires_a_token_type_and_the_standard_claims() {
         let t = tokens("https://iss", "aud", SECRET);
-        let now = Utc::now().timestamp();
+        let now = clock().now().timestamp();
         let sign = |claims: serde_json::Value| {
             jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),
@@ -224,6 +261,6 @@ mod tests {
             }
             assert!(t.verify(&sign(claims)).is_err(), "{field}");
         }
-        assert!(AccessTokens::new(b"short", t.settings().clone()).is_err());
+        assert!(AccessTokens::new(b"short", t.settings().clone(), clock()).is_err());
     }
 }
