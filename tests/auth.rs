@@ -19,7 +19,10 @@ async fn sign_up_log_in_and_see_yourself() {
     let app = TestApp::spawn().await;
     let response = app
         .request(Method::POST, "/auth/signup")
-        .json(&signup_body("5560743089", "  Erik.Nilsson@KirunaMaskin.se "))
+        .json(&signup_body(
+            "5560743089",
+            "  Erik.Nilsson@KirunaMaskin.se ",
+        ))
         .send()
         .await
         .unwrap();
@@ -124,7 +127,10 @@ async fn sign_up_refuses_bad_numbers_weak_passwords_and_duplicates() {
         .await
         .unwrap();
     let body = problem(too_short, StatusCode::BAD_REQUEST).await;
-    assert_eq!(error_codes(&body), [("/password".into(), "too_short".into())]);
+    assert_eq!(
+        error_codes(&body),
+        [("/password".into(), "too_short".into())]
+    );
 
     let first = app
         .request(Method::POST, "/auth/signup")
@@ -206,7 +212,11 @@ async fn tokens_are_required_and_checked() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "still valid within the leeway");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "still valid within the leeway"
+    );
     app.clock.advance(chrono::Duration::seconds(31));
     let response = app
         .authed(&account.token, Method::GET, "/me")

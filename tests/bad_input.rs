@@ -16,7 +16,12 @@ async fn contract_count(app: &TestApp, token: &str) -> usize {
     list["items"].as_array().unwrap().len()
 }
 
-async fn post_raw(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+async fn post_raw(
+    app: &TestApp,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
     app.authed(token, Method::POST, "/contracts")
         .header("content-type", content_type)
         .body(body)
@@ -31,14 +36,26 @@ async fn malformed_bodies() {
     let owner = app.sign_up().await;
 
     let body = problem(
-        post_raw(&app, &owner.token, "application/json", b"{\"contractNumber\": \"LC-1\",\n".to_vec()).await,
+        post_raw(
+            &app,
+            &owner.token,
+            "application/json",
+            b"{\"contractNumber\": \"LC-1\",\n".to_vec(),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_eq!(body["type"], "https://leasedesk.se/problems/malformed-json");
 
     problem(
-        post_raw(&app, &owner.token, "text/plain", contract("LC-1").to_string().into_bytes()).await,
+        post_raw(
+            &app,
+            &owner.token,
+            "text/plain",
+            contract("LC-1").to_string().into_bytes(),
+        )
+        .await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
     )
     .await;
@@ -46,7 +63,13 @@ async fn malformed_bodies() {
     let mut huge = contract("LC-1");
     huge["notes"] = json!("x".repeat(70 * 1024));
     let body = problem(
-        post_raw(&app, &owner.token, "application/json", huge.to_string().into_bytes()).await,
+        post_raw(
+            &app,
+            &owner.token,
+            "application/json",
+            huge.to_string().into_bytes(),
+        )
+        .await,
         StatusCode::PAYLOAD_TOO_LARGE,
     )
     .await;
@@ -131,7 +154,10 @@ async fn invalid_values_are_all_reported_in_the_callers_language() {
         ("/residualValue/currency", "unknown_currency"),
         ("/interestRate", "invalid_decimal"),
     ] {
-        assert!(codes.contains(&(expected.0.into(), expected.1.into())), "{expected:?} in {codes:?}");
+        assert!(
+            codes.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} in {codes:?}"
+        );
     }
     assert_eq!(problem_body["title"], "Begäran innehåller ogiltiga fält");
 
@@ -159,7 +185,10 @@ async fn invalid_values_are_all_reported_in_the_callers_language() {
         .await
         .unwrap();
     let problem_body = problem(response, StatusCode::BAD_REQUEST).await;
-    assert_eq!(error_codes(&problem_body), [("/endDate".into(), "invalid_date".into())]);
+    assert_eq!(
+        error_codes(&problem_body),
+        [("/endDate".into(), "invalid_date".into())]
+    );
     assert_eq!(contract_count(&app, &owner.token).await, 0);
 }
 
@@ -171,8 +200,16 @@ async fn a_bad_patch_changes_nothing() {
     let path = format!("/contracts/{}", created["id"].as_str().unwrap());
     for (patch, pointer, code) in [
         (json!({"lessor": null}), "/lessor", "not_nullable"),
-        (json!({"endDate": "2020-01-01"}), "/endDate", "end_not_after_start"),
-        (json!({"payment": {"amount": 100, "currency": "EUR"}}), "/residualValue/currency", "currency_mismatch"),
+        (
+            json!({"endDate": "2020-01-01"}),
+            "/endDate",
+            "end_not_after_start",
+        ),
+        (
+            json!({"payment": {"amount": 100, "currency": "EUR"}}),
+            "/residualValue/currency",
+            "currency_mismatch",
+        ),
         (json!({"status": "terminated"}), "/status", "unknown_field"),
         (json!({"id": "x"}), "/id", "unknown_field"),
     ] {
@@ -184,7 +221,11 @@ async fn a_bad_patch_changes_nothing() {
             .await
             .unwrap();
         let body = problem(response, StatusCode::BAD_REQUEST).await;
-        assert_eq!(error_codes(&body), [(pointer.into(), code.into())], "{patch}");
+        assert_eq!(
+            error_codes(&body),
+            [(pointer.into(), code.into())],
+            "{patch}"
+        );
     }
     let response = app
         .authed(&owner.token, Method::PATCH, &path)
@@ -194,7 +235,10 @@ async fn a_bad_patch_changes_nothing() {
         .await
         .unwrap();
     let body = problem(response, StatusCode::BAD_REQUEST).await;
-    assert_eq!(error_codes(&body), [("If-Match".into(), "invalid_header".into())]);
+    assert_eq!(
+        error_codes(&body),
+        [("If-Match".into(), "invalid_header".into())]
+    );
 
     let now: Value = app
         .authed(&owner.token, Method::GET, &path)
@@ -212,7 +256,11 @@ async fn bad_list_parameters_and_ids() {
     let app = TestApp::spawn().await;
     let owner = app.sign_up().await;
     let response = app
-        .authed(&owner.token, Method::GET, "/contracts?limit=500&status=gone&stauts=active&cursor=%21%21&endsBefore=tomorrow")
+        .authed(
+            &owner.token,
+            Method::GET,
+            "/contracts?limit=500&status=gone&stauts=active&cursor=%21%21&endsBefore=tomorrow",
+        )
         .send()
         .await
         .unwrap();
@@ -231,7 +279,8 @@ async fn bad_list_parameters_and_ids() {
     );
     // A cursor from one kind of list is refused by another.
     for _ in 0..3 {
-        app.create_contract(&owner.token, &contract(&format!("LC-{}", uuid_like()))).await;
+        app.create_contract(&owner.token, &contract(&format!("LC-{}", uuid_like())))
+            .await;
     }
     let page: Value = app
         .authed(&owner.token, Method::GET, "/contracts?limit=1")
@@ -243,7 +292,11 @@ async fn bad_list_parameters_and_ids() {
         .unwrap();
     let cursor = page["nextCursor"].as_str().unwrap();
     let response = app
-        .authed(&owner.token, Method::GET, &format!("/contracts?limit=1&endsBefore=2030-01-01&cursor={cursor}"))
+        .authed(
+            &owner.token,
+            Method::GET,
+            &format!("/contracts?limit=1&endsBefore=2030-01-01&cursor={cursor}"),
+        )
         .send()
         .await
         .unwrap();

@@ -26,10 +26,17 @@ async fn create_read_update_delete() {
     assert_eq!(created["status"], "active");
     assert_eq!(created["version"], 1);
     assert_eq!(created["interestRate"], "4.95");
-    assert_eq!(created["payment"], json!({"amount": 689900, "currency": "SEK"}));
+    assert_eq!(
+        created["payment"],
+        json!({"amount": 689900, "currency": "SEK"})
+    );
     assert_eq!(created["createdBy"], owner.user.to_string());
 
-    let response = app.authed(&owner.token, Method::GET, &location).send().await.unwrap();
+    let response = app
+        .authed(&owner.token, Method::GET, &location)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(etag(&response), "\"1\"");
     let read: Value = response.json().await.unwrap();
@@ -40,7 +47,10 @@ async fn create_read_update_delete() {
         .authed(&owner.token, Method::PATCH, &location)
         .header("if-match", "\"1\"")
         .header("content-type", "application/merge-patch+json")
-        .body(json!({"costCenter": "4200", "residualValue": null, "endDate": "2027-01-31"}).to_string())
+        .body(
+            json!({"costCenter": "4200", "residualValue": null, "endDate": "2027-01-31"})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap();
@@ -72,7 +82,11 @@ async fn create_read_update_delete() {
         .unwrap();
     problem(response, StatusCode::PRECONDITION_FAILED).await;
     // Without If-Match: 428.
-    let response = app.authed(&owner.token, Method::DELETE, &location).send().await.unwrap();
+    let response = app
+        .authed(&owner.token, Method::DELETE, &location)
+        .send()
+        .await
+        .unwrap();
     problem(response, StatusCode::PRECONDITION_REQUIRED).await;
     let still: Value = app
         .authed(&owner.token, Method::GET, &location)
@@ -91,11 +105,16 @@ async fn create_read_update_delete() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let response = app.authed(&owner.token, Method::GET, &location).send().await.unwrap();
+    let response = app
+        .authed(&owner.token, Method::GET, &location)
+        .send()
+        .await
+        .unwrap();
     problem(response, StatusCode::NOT_FOUND).await;
 
     // The number is free again once its contract is gone.
-    app.create_contract(&owner.token, &contract("LC-2024-0042")).await;
+    app.create_contract(&owner.token, &contract("LC-2024-0042"))
+        .await;
 }
 
 #[tokio::test]
@@ -110,7 +129,10 @@ async fn contract_numbers_are_unique_per_organization() {
         .await
         .unwrap();
     let body = problem(response, StatusCode::CONFLICT).await;
-    assert_eq!(error_codes(&body), [("/contractNumber".into(), "already_in_use".into())]);
+    assert_eq!(
+        error_codes(&body),
+        [("/contractNumber".into(), "already_in_use".into())]
+    );
 
     // Renaming onto a taken number is refused too; renaming to a free one frees the old.
     let second = app.create_contract(&owner.token, &contract("LC-2")).await;
@@ -174,10 +196,7 @@ async fn idempotent_create() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     // Concurrent retries with a fresh key also create exactly one.
-    let results = futures_join(
-        (0..8).map(|_| send(contract("LC-9"), "key-2")).collect(),
-    )
-    .await;
+    let results = futures_join((0..8).map(|_| send(contract("LC-9"), "key-2")).collect()).await;
     let ids: std::collections::BTreeSet<String> = {
         let mut ids = std::collections::BTreeSet::new();
         for response in results {
@@ -236,7 +255,11 @@ async fn another_organizations_contract_does_not_exist() {
         .unwrap();
     assert_eq!(list["items"], json!([]));
     // Untouched for its owner.
-    let response = app.authed(&mine.token, Method::GET, &path).send().await.unwrap();
+    let response = app
+        .authed(&mine.token, Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(etag(&response), "\"1\"");
 }
 
@@ -252,7 +275,11 @@ async fn roles_decide_who_may_write() {
         let may_write = role != Role::Viewer;
         let read = app.authed(&token, Method::GET, &path).send().await.unwrap();
         assert_eq!(read.status(), StatusCode::OK, "{role} reads");
-        let list = app.authed(&token, Method::GET, "/contracts").send().await.unwrap();
+        let list = app
+            .authed(&token, Method::GET, "/contracts")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(list.status(), StatusCode::OK, "{role} lists");
 
         let create = app
@@ -313,11 +340,46 @@ async fn list_filters_and_pages() {
     let owner = app.sign_up().await;
     // Today is 2026-11-21 in the tests.
     let mut specs = vec![
-        ("UP-1", "2027-01-01", "2030-01-01", "machinery", "Siemens Finans", None),
-        ("ACT-1", "2024-01-01", "2029-06-30", "vehicle", "Volvofinans Bank AB", None),
-        ("END-1", "2023-01-01", "2027-01-15", "it", "Atea Finance", None),
-        ("EXT-1", "2021-01-01", "2025-12-31", "vehicle", "volvofinans bank ab", None),
-        ("TER-1", "2021-01-01", "2025-12-31", "property", "Handelsbanken Finans", Some("2026-01-31")),
+        (
+            "UP-1",
+            "2027-01-01",
+            "2030-01-01",
+            "machinery",
+            "Siemens Finans",
+            None,
+        ),
+        (
+            "ACT-1",
+            "2024-01-01",
+            "2029-06-30",
+            "vehicle",
+            "Volvofinans Bank AB",
+            None,
+        ),
+        (
+            "END-1",
+            "2023-01-01",
+            "2027-01-15",
+            "it",
+            "Atea Finance",
+            None,
+        ),
+        (
+            "EXT-1",
+            "2021-01-01",
+            "2025-12-31",
+            "vehicle",
+            "volvofinans bank ab",
+            None,
+        ),
+        (
+            "TER-1",
+            "2021-01-01",
+            "2025-12-31",
+            "property",
+            "Handelsbanken Finans",
+            Some("2026-01-31"),
+        ),
     ];
     for i in 0..7 {
         specs.push((
@@ -344,12 +406,27 @@ async fn list_filters_and_pages() {
         app.create_contract(&owner.token, &body).await;
     }
 
-    assert_eq!(numbers(&list(&app, &owner.token, "?status=upcoming").await), ["UP-1"]);
-    assert_eq!(numbers(&list(&app, &owner.token, "?status=ending").await), ["END-1"]);
-    assert_eq!(numbers(&list(&app, &owner.token, "?status=extended").await), ["EXT-1"]);
-    assert_eq!(numbers(&list(&app, &owner.token, "?status=terminated").await), ["TER-1"]);
     assert_eq!(
-        list(&app, &owner.token, "?status=active").await["items"].as_array().unwrap().len(),
+        numbers(&list(&app, &owner.token, "?status=upcoming").await),
+        ["UP-1"]
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?status=ending").await),
+        ["END-1"]
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?status=extended").await),
+        ["EXT-1"]
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?status=terminated").await),
+        ["TER-1"]
+    );
+    assert_eq!(
+        list(&app, &owner.token, "?status=active").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
         8
     );
     assert_eq!(
@@ -357,7 +434,14 @@ async fn list_filters_and_pages() {
         ["ACT-1", "EXT-1"]
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?lessor=VOLVOFINANS%20BANK%20AB&category=vehicle").await),
+        numbers(
+            &list(
+                &app,
+                &owner.token,
+                "?lessor=VOLVOFINANS%20BANK%20AB&category=vehicle"
+            )
+            .await
+        ),
         ["ACT-1", "EXT-1"]
     );
     assert_eq!(
@@ -365,12 +449,22 @@ async fn list_filters_and_pages() {
         ["EXT-1", "TER-1", "END-1"],
         "ordered by end date"
     );
-    assert_eq!(numbers(&list(&app, &owner.token, "?q=xyz987").await), ["END-1"]);
-    assert_eq!(numbers(&list(&app, &owner.token, "?q=ter-").await), ["TER-1"]);
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?q=xyz987").await),
+        ["END-1"]
+    );
+    assert_eq!(
+        numbers(&list(&app, &owner.token, "?q=ter-").await),
+        ["TER-1"]
+    );
     assert!(numbers(&list(&app, &owner.token, "?q=nothing-matches").await).is_empty());
 
     // Pages of 5 over all 12, then over the 7 bulk ones by lessor: every item once.
-    for (query, total) in [("", 12), ("&lessor=Nordea%20Finans", 7), ("&endsBefore=2030-12-31", 12)] {
+    for (query, total) in [
+        ("", 12),
+        ("&lessor=Nordea%20Finans", 7),
+        ("&endsBefore=2030-12-31", 12),
+    ] {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         let mut pages = 0;

@@ -8,7 +8,11 @@ use serde_json::Value;
 #[tokio::test]
 async fn the_api_description_covers_every_route_and_error() {
     let app = TestApp::spawn().await;
-    let response = app.request(Method::GET, "/openapi.json").send().await.unwrap();
+    let response = app
+        .request(Method::GET, "/openapi.json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let doc: Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -51,7 +55,14 @@ async fn the_api_description_covers_every_route_and_error() {
     assert!(paths["/contracts"]["post"]["responses"]["409"].is_object());
     assert!(paths["/contracts"]["post"]["responses"]["422"].is_object());
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for schema in ["Contract", "NewContract", "ContractChanges", "ProblemDocument", "SignUpRequest", "Profile"] {
+    for schema in [
+        "Contract",
+        "NewContract",
+        "ContractChanges",
+        "ProblemDocument",
+        "SignUpRequest",
+        "Profile",
+    ] {
         assert!(schemas.contains_key(schema), "schema {schema}");
     }
     let required: Vec<&str> = schemas["NewContract"]["required"]
@@ -94,7 +105,11 @@ async fn every_language_answers() {
         let body = problem(response, StatusCode::UNAUTHORIZED).await;
         titles.insert(body["title"].as_str().unwrap().to_owned());
     }
-    assert_eq!(titles.len(), 8, "each language has its own words: {titles:?}");
+    assert_eq!(
+        titles.len(),
+        8,
+        "each language has its own words: {titles:?}"
+    );
 }
 
 #[tokio::test]
@@ -109,7 +124,11 @@ async fn request_ids_travel_with_responses_and_problems() {
     assert_eq!(response.headers()["x-request-id"], "trace-me-123");
     let body = problem(response, StatusCode::UNAUTHORIZED).await;
     assert_eq!(body["requestId"], "trace-me-123");
-    let response = app.request(Method::GET, "/openapi.json").send().await.unwrap();
+    let response = app
+        .request(Method::GET, "/openapi.json")
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().contains_key("x-request-id"));
 }
 
@@ -117,13 +136,19 @@ async fn request_ids_travel_with_responses_and_problems() {
 async fn data_survives_a_restart() {
     let app = TestApp::spawn().await;
     let owner = app.sign_up().await;
-    let created = app.create_contract(&owner.token, &contract("LC-KEEP")).await;
+    let created = app
+        .create_contract(&owner.token, &contract("LC-KEEP"))
+        .await;
     let path = format!("/contracts/{}", created["id"].as_str().unwrap());
     let data = app.stop().await;
 
     let app = TestApp::spawn_in(data).await;
     // The signing key survived too: the old token still works.
-    let response = app.authed(&owner.token, Method::GET, &path).send().await.unwrap();
+    let response = app
+        .authed(&owner.token, Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let read: Value = response.json().await.unwrap();
     assert_eq!(read, created);

@@ -82,8 +82,16 @@ impl TestApp {
         Account {
             token,
             email,
-            tenant: profile["organization"]["id"].as_str().expect("id").parse().expect("uuid"),
-            user: profile["user"]["id"].as_str().expect("id").parse().expect("uuid"),
+            tenant: profile["organization"]["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("uuid"),
+            user: profile["user"]["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("uuid"),
         }
     }
 
@@ -151,7 +159,10 @@ fn next() -> usize {
 
 /// A valid organisationsnummer (Luhn check digit) that differs for each `n`.
 pub fn organization_number(n: usize) -> String {
-    let base = format!("556{:06}", (n * 7919 + std::process::id() as usize) % 1_000_000);
+    let base = format!(
+        "556{:06}",
+        (n * 7919 + std::process::id() as usize) % 1_000_000
+    );
     let digits: Vec<u32> = base.chars().map(|c| c.to_digit(10).unwrap_or(0)).collect();
     let sum: u32 = digits
         .iter()
@@ -215,7 +226,10 @@ pub fn error_codes(problem: &Value) -> Vec<(String, String)> {
                         .or(e["parameter"].as_str())
                         .or(e["header"].as_str())
                         .unwrap_or_default();
-                    (place.to_owned(), e["code"].as_str().unwrap_or_default().to_owned())
+                    (
+                        place.to_owned(),
+                        e["code"].as_str().unwrap_or_default().to_owned(),
+                    )
                 })
                 .collect()
         })

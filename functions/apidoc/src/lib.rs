@@ -47,3 +47,26 @@ pub fn router() -> Router {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route() {
+        let document = serde_json::to_value(openapi()).unwrap();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(document["info"]["title"], "Leasedesk API");
+        let paths: Vec<&String> = document["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/auth/login",
+                "/auth/signup",
+                "/contracts",
+                "/contracts/{id}",
+                "/me"
+            ]
+        );
+    }
+}

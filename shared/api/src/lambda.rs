@@ -10,8 +10,27 @@ use lambda_http::request::RequestContext;
 /// Gateway's request id and the client's address go on each request first, where the
 /// local runner would put its own.
 pub async fn run(routes: Router) -> Result<(), lambda_http::Error> {
-    let app = routes.layer(axum::middleware::map_request(from_api_gateway));
-    lambda_http::run(app).await
+    lambda_http::run(app(routes)).await
+}
+
+/// `routes` as Lambda serves them: with API Gateway's request id and client address
+/// moved onto the request.
+pub fn app(routes: Router) -> Router {
+    routes.layer(axum::middleware::map_request(from_api_gateway))
+}
+
+/// Parses an API Gateway event (JSON) into the request Lambda would hand the router,
+/// with `{{name}}` placeholders replaced first. For handler tests and tools.
+pub fn request_from_event(
+    event: &str,
+    placeholders: &[(&str, &str)],
+) -> Result<Request, lambda_http::Error> {
+    let mut event = event.to_owned();
+    for (name, value) in placeholders {
+        event = event.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    let request = lambda_http::request::from_str(&event)?;
+    Ok(request.map(axum::body::Body::new))
 }
 
 async fn from_api_gateway(mut request: Request) -> Request {

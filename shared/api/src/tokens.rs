@@ -153,7 +153,12 @@ mod tests {
         Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()))
     }
 
-    fn tokens_at(issuer: &str, audience: &str, secret: &[u8], clock: Arc<FixedClock>) -> AccessTokens {
+    fn tokens_at(
+        issuer: &str,
+        audience: &str,
+        secret: &[u8],
+        clock: Arc<FixedClock>,
+    ) -> AccessTokens {
         AccessTokens::new(
             secret,
             TokenSettings {
