@@ -1,0 +1,165 @@
+//! The `leasedesk` binary as a newcomer runs it: it prints its URL, serves, and on
+//! Ctrl-C stops without losing a write it acknowledged.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data_dir: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leasedesk"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("leasedesk starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first_line = String::new();
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut first_line).expect("first line");
+        let url = first_line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {first_line:?}"))
+            .to_owned();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Self { child, url }
+    }
+
+    fn interrupt(&mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("leasedesk did not stop within 10 s of Ctrl-C");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn contract(number: usize) -> Value {
+    json!({
+        "contractNumber": format!("CLI-{number}"),
+        "lessor": "Volvofinans Bank AB",
+        "description": "Volvo XC60",
+        "category": "vehicle",
+        "startDate": "2024-03-01",
+        "endDate": "2027-02-28",
+        "payment": {"amount": 689900, "currency": "SEK"},
+        "paymentFrequency": "monthly",
+        "paymentTiming": "advance"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_every_acknowledged_write() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    let signup = client
+        .post(format!("{url}/auth/signup"))
+        .json(&json!({
+            "organizationName": "Kiruna Maskin AB",
+            "organizationNumber": "556074-3089",
+            "name": "Erik Nilsson",
+            "email": "erik@kirunamaskin.se",
+            "password": "Vinterljus-over-Kiruna-2026"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let login: Value = client
+        .post(format!("{url}/auth/login"))
+        .json(&json!({"email": "erik@kirunamaskin.se", "password": "Vinterljus-over-Kiruna-2026"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+
+    // Writers keep creating contracts while Ctrl-C arrives.
+    let mut writers = Vec::new();
+    for writer in 0..16 {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                let sent = client
+                    .post(format!("{url}/contracts"))
+                    .bearer_auth(&token)
+                    .json(&contract(writer * 100_000 + i))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        let body: Value = match response.json().await {
+                            Ok(body) => body,
+                            Err(_) => break,
+                        };
+                        acknowledged.push(body["id"].as_str().unwrap().to_owned());
+                    }
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.interrupt();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        acknowledged.len() > 16,
+        "writes happened: {}",
+        acknowledged.len()
+    );
+
+    let server = Server::start(data.path());
+    for id in &acknowledged {
+        let response = client
+            .get(format!("{}/contracts/{id}", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "acknowledged contract {id} survived"
+        );
+    }
+}
