@@ -3,7 +3,7 @@
 -- Usage: wrk ... -s get_one.lua URL -- ids.txt [lax]
 dofile("report.lua")
 
-local reqs, n, i = {}, 0, 0
+local reqs, n, i = {}, 0, -1
 
 function init(args)
    args = report_init(args)
@@ -15,10 +15,10 @@ function init(args)
       end
    end
    if n == 0 then error("get_one.lua: no ids in " .. path) end
-   i = ((tid or 1) * 7919) % n
 end
 
 function request()
+   if i < 0 then i = ((tid or 1) * 7919) % n end -- tid is set by setup()
    i = i + 1
    if i > n then i = 1 end
    return reqs[i]

@@ -56,6 +56,19 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 
 /// Parses `bytes` into `T`, reporting unknown fields and type errors by JSON pointer.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would otherwise read an array into a struct.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(
+        first,
+        Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9')
+    ) {
+        return Err(ApiError::Invalid(vec![InvalidValue {
+            location: Location::Body(String::new()),
+            issue: FieldIssue::InvalidType {
+                expected: "an object".to_owned(),
+            },
+        }]));
+    }
     let mut unknown = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let mut record_unknown =
