@@ -488,3 +488,81 @@ async fn list_filters_and_pages() {
         assert_eq!(pages, total.div_ceil(5), "{query}: no empty last page");
     }
 }
+
+#[tokio::test]
+async fn every_change_is_audited_with_before_and_after() {
+    use domain::store::{Query, Table};
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let created = app
+        .create_contract(&owner.token, &contract("LC-AUDIT"))
+        .await;
+    let path = format!("/contracts/{}", created["id"].as_str().unwrap());
+    let response = app
+        .authed(&owner.token, Method::PATCH, &path)
+        .header("if-match", "\"1\"")
+        .header("x-request-id", "audit-me")
+        .json(&json!({"costCenter": "4200"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .authed(&owner.token, Method::DELETE, &path)
+        .header("if-match", "\"2\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    // A failed change leaves no trace.
+    let response = app
+        .authed(&owner.token, Method::POST, "/contracts")
+        .json(&json!({"contractNumber": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // Read the trail straight from the store, beside the running server.
+    let table = adapters::embedded::SqliteTable::open(&e2e::data_file(app.data.path())).unwrap();
+    let page = table
+        .query(
+            Query::partition(format!("T#{}", owner.tenant))
+                .begins_with("AUDIT#")
+                .limit(100),
+        )
+        .await
+        .unwrap();
+    let events: Vec<&serde_json::Map<String, Value>> =
+        page.items.iter().map(|item| &item.attributes).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "organization.created",
+            "contract.created",
+            "contract.updated",
+            "contract.deleted"
+        ]
+    );
+    let target = format!("contract:{}", created["id"].as_str().unwrap());
+    for event in &events[1..] {
+        assert_eq!(event["target"], target.as_str());
+        assert_eq!(event["actorId"], owner.user.to_string());
+        assert_eq!(event["sourceIp"], "127.0.0.1");
+        assert_eq!(event["outcome"], "success");
+        assert!(event["requestId"].as_str().is_some());
+    }
+    assert!(events[1]["before"].is_null());
+    assert_eq!(events[1]["after"]["contractNumber"], "LC-AUDIT");
+    assert_eq!(events[2]["requestId"], "audit-me");
+    assert_eq!(events[2]["before"]["costCenter"], "4100");
+    assert_eq!(events[2]["after"]["costCenter"], "4200");
+    assert_eq!(events[3]["before"]["costCenter"], "4200");
+    assert!(events[3]["after"].is_null());
+    // No secrets in the trail.
+    assert!(!serde_json::to_string(&events).unwrap().contains("argon2"));
+}
