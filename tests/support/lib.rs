@@ -163,16 +163,8 @@ pub fn organization_number(n: usize) -> String {
         "556{:06}",
         (n * 7919 + std::process::id() as usize) % 1_000_000
     );
-    let digits: Vec<u32> = base.chars().map(|c| c.to_digit(10).unwrap_or(0)).collect();
-    let sum: u32 = digits
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let v = if i % 2 == 0 { d * 2 } else { *d };
-            v / 10 + v % 10
-        })
-        .sum();
-    let check = (10 - sum % 10) % 10;
+    let digits: Vec<u32> = base.chars().filter_map(|c| c.to_digit(10)).collect();
+    let check = domain::organization::luhn_check_digit(&digits);
     format!("{}-{}{check}", &base[..6], &base[6..])
 }
 

@@ -386,32 +386,46 @@ fn rate(value: String) -> Result<AnnualRate, FieldIssue> {
     AnnualRate::parse(&value)
 }
 
-impl NewContract {
-    fn validate(self) -> Result<Terms, ValidationErrors> {
-        let mut errors = ValidationErrors::new();
-        let e = &mut errors;
-        let contract_number = self
-            .contract_number
-            .required(e, "/contractNumber", contract_number);
-        let lessor = self.lessor.required(e, "/lessor", lessor);
-        let description = self.description.required(e, "/description", description);
-        let category = self.category.required(e, "/category", category);
-        let registration_number =
-            self.registration_number
-                .optional(e, "/registrationNumber", registration_number);
-        let cost_center = self.cost_center.optional(e, "/costCenter", cost_center);
-        let start_date = self.start_date.required(e, "/startDate", day);
-        let end_date = self.end_date.required(e, "/endDate", day);
-        let termination_date = self.termination_date.optional(e, "/terminationDate", day);
-        let payment = parse_money_required(e, self.payment, "/payment");
-        let payment_frequency = self
-            .payment_frequency
-            .required(e, "/paymentFrequency", frequency);
-        let payment_timing = self.payment_timing.required(e, "/paymentTiming", timing);
-        let residual_value = parse_money_optional(e, self.residual_value, "/residualValue");
-        let interest_rate = self.interest_rate.optional(e, "/interestRate", rate);
-        let notes = self.notes.optional(e, "/notes", notes);
+/// Each field of [`Terms`] as parsed: `None` where the field was invalid (and an error
+/// was recorded).
+struct PartialTerms {
+    contract_number: Option<String>,
+    lessor: Option<String>,
+    description: Option<String>,
+    category: Option<Category>,
+    registration_number: Option<Option<String>>,
+    cost_center: Option<Option<String>>,
+    start_date: Option<NaiveDate>,
+    end_date: Option<NaiveDate>,
+    termination_date: Option<Option<NaiveDate>>,
+    payment: Option<Money>,
+    payment_frequency: Option<PaymentFrequency>,
+    payment_timing: Option<PaymentTiming>,
+    residual_value: Option<Option<Money>>,
+    interest_rate: Option<Option<AnnualRate>>,
+    notes: Option<Option<String>>,
+}
 
+impl PartialTerms {
+    /// The terms, when every field parsed and the rules across fields hold.
+    fn finish(self, errors: ValidationErrors) -> Result<Terms, ValidationErrors> {
+        let PartialTerms {
+            contract_number,
+            lessor,
+            description,
+            category,
+            registration_number,
+            cost_center,
+            start_date,
+            end_date,
+            termination_date,
+            payment,
+            payment_frequency,
+            payment_timing,
+            residual_value,
+            interest_rate,
+            notes,
+        } = self;
         match (
             contract_number,
             lessor,
@@ -465,6 +479,53 @@ impl NewContract {
             .checked(),
             _ => Err(errors),
         }
+    }
+}
+
+impl NewContract {
+    fn validate(self) -> Result<Terms, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let e = &mut errors;
+        let contract_number = self
+            .contract_number
+            .required(e, "/contractNumber", contract_number);
+        let lessor = self.lessor.required(e, "/lessor", lessor);
+        let description = self.description.required(e, "/description", description);
+        let category = self.category.required(e, "/category", category);
+        let registration_number =
+            self.registration_number
+                .optional(e, "/registrationNumber", registration_number);
+        let cost_center = self.cost_center.optional(e, "/costCenter", cost_center);
+        let start_date = self.start_date.required(e, "/startDate", day);
+        let end_date = self.end_date.required(e, "/endDate", day);
+        let termination_date = self.termination_date.optional(e, "/terminationDate", day);
+        let payment = parse_money_required(e, self.payment, "/payment");
+        let payment_frequency = self
+            .payment_frequency
+            .required(e, "/paymentFrequency", frequency);
+        let payment_timing = self.payment_timing.required(e, "/paymentTiming", timing);
+        let residual_value = parse_money_optional(e, self.residual_value, "/residualValue");
+        let interest_rate = self.interest_rate.optional(e, "/interestRate", rate);
+        let notes = self.notes.optional(e, "/notes", notes);
+
+        PartialTerms {
+            contract_number,
+            lessor,
+            description,
+            category,
+            registration_number,
+            cost_center,
+            start_date,
+            end_date,
+            termination_date,
+            payment,
+            payment_frequency,
+            payment_timing,
+            residual_value,
+            interest_rate,
+            notes,
+        }
+        .finish(errors)
     }
 }
 
@@ -524,7 +585,7 @@ impl ContractChanges {
                 .patch_optional(e, "/interestRate", c.interest_rate, rate);
         let notes = self.notes.patch_optional(e, "/notes", c.notes, notes);
 
-        match (
+        PartialTerms {
             contract_number,
             lessor,
             description,
@@ -540,43 +601,8 @@ impl ContractChanges {
             residual_value,
             interest_rate,
             notes,
-        ) {
-            (
-                Some(contract_number),
-                Some(lessor),
-                Some(description),
-                Some(category),
-                Some(registration_number),
-                Some(cost_center),
-                Some(start_date),
-                Some(end_date),
-                Some(termination_date),
-                Some(payment),
-                Some(payment_frequency),
-                Some(payment_timing),
-                Some(residual_value),
-                Some(interest_rate),
-                Some(notes),
-            ) if errors.is_empty() => Terms {
-                contract_number,
-                lessor,
-                description,
-                category,
-                registration_number,
-                cost_center,
-                start_date,
-                end_date,
-                termination_date,
-                payment,
-                payment_frequency,
-                payment_timing,
-                residual_value,
-                interest_rate,
-                notes,
-            }
-            .checked(),
-            _ => Err(errors),
         }
+        .finish(errors)
     }
 }
 

@@ -55,7 +55,7 @@ impl fmt::Display for OrganizationNumber {
 
 /// The Luhn (mod 10) check digit for `digits`, doubling from the left as Swedish
 /// identity numbers do.
-fn luhn_check_digit(digits: &[u32]) -> u32 {
+pub fn luhn_check_digit(digits: &[u32]) -> u32 {
     let sum: u32 = digits
         .iter()
         .enumerate()
