@@ -71,6 +71,12 @@ CPU_MODEL=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 echo "cpus: $(nproc) (${CPU_MODEL:-unknown}); memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel: $(uname -r)"
 wrk --version 2>&1 | head -1 || true
 echo "$(rustc --version); $(curl --version | head -1 | cut -d' ' -f1-2)"
+REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Changes to the code under test (bench/ itself does not count).
+if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no -- . ':!bench' 2>/dev/null) ]]; then
+    REVISION="$REVISION+changes"
+fi
+echo "revision: $REVISION"
 
 # ---------------------------------------------------------------------------------------
 # Two cargo invocations on purpose: one build of several packages unifies their features,
@@ -291,7 +297,7 @@ fi
 log "results"
 cat <<EOF
 
-Leasedesk local runner, $(date -u +%Y-%m-%d), $(nproc) cores (${CPU_MODEL:-unknown}), wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s after ${WARMUP}s warm-up, RUST_LOG=warn
+Leasedesk local runner at $REVISION, $(date -u +%Y-%m-%d), $(nproc) cores (${CPU_MODEL:-unknown}), wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s after ${WARMUP}s warm-up, RUST_LOG=warn
 Seeded $SEED_COUNT contracts in $SEED_SECONDS s: $SEED_RATE contracts/s (curl --parallel-max $SEED_PARALLEL)
 
 | endpoint | req/s | p50 | p99 | errors |
