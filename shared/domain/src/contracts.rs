@@ -486,46 +486,32 @@ impl NewContract {
     fn validate(self) -> Result<Terms, ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let e = &mut errors;
-        let contract_number = self
-            .contract_number
-            .required(e, "/contractNumber", contract_number);
-        let lessor = self.lessor.required(e, "/lessor", lessor);
-        let description = self.description.required(e, "/description", description);
-        let category = self.category.required(e, "/category", category);
-        let registration_number =
-            self.registration_number
-                .optional(e, "/registrationNumber", registration_number);
-        let cost_center = self.cost_center.optional(e, "/costCenter", cost_center);
-        let start_date = self.start_date.required(e, "/startDate", day);
-        let end_date = self.end_date.required(e, "/endDate", day);
-        let termination_date = self.termination_date.optional(e, "/terminationDate", day);
-        let payment = parse_money_required(e, self.payment, "/payment");
-        let payment_frequency = self
-            .payment_frequency
-            .required(e, "/paymentFrequency", frequency);
-        let payment_timing = self.payment_timing.required(e, "/paymentTiming", timing);
-        let residual_value = parse_money_optional(e, self.residual_value, "/residualValue");
-        let interest_rate = self.interest_rate.optional(e, "/interestRate", rate);
-        let notes = self.notes.optional(e, "/notes", notes);
-
-        PartialTerms {
-            contract_number,
-            lessor,
-            description,
-            category,
-            registration_number,
-            cost_center,
-            start_date,
-            end_date,
-            termination_date,
-            payment,
-            payment_frequency,
-            payment_timing,
-            residual_value,
-            interest_rate,
-            notes,
-        }
-        .finish(errors)
+        let terms = PartialTerms {
+            contract_number: self
+                .contract_number
+                .required(e, "/contractNumber", contract_number),
+            lessor: self.lessor.required(e, "/lessor", lessor),
+            description: self.description.required(e, "/description", description),
+            category: self.category.required(e, "/category", category),
+            registration_number: self.registration_number.optional(
+                e,
+                "/registrationNumber",
+                registration_number,
+            ),
+            cost_center: self.cost_center.optional(e, "/costCenter", cost_center),
+            start_date: self.start_date.required(e, "/startDate", day),
+            end_date: self.end_date.required(e, "/endDate", day),
+            termination_date: self.termination_date.optional(e, "/terminationDate", day),
+            payment: parse_money_required(e, self.payment, "/payment"),
+            payment_frequency: self
+                .payment_frequency
+                .required(e, "/paymentFrequency", frequency),
+            payment_timing: self.payment_timing.required(e, "/paymentTiming", timing),
+            residual_value: parse_money_optional(e, self.residual_value, "/residualValue"),
+            interest_rate: self.interest_rate.optional(e, "/interestRate", rate),
+            notes: self.notes.optional(e, "/notes", notes),
+        };
+        terms.finish(errors)
     }
 }
 
@@ -534,75 +520,74 @@ impl ContractChanges {
         let mut errors = ValidationErrors::new();
         let e = &mut errors;
         let c = current.clone();
-        let contract_number = self.contract_number.patch_required(
-            e,
-            "/contractNumber",
-            c.contract_number,
-            contract_number,
-        );
-        let lessor = self.lessor.patch_required(e, "/lessor", c.lessor, lessor);
-        let description =
-            self.description
-                .patch_required(e, "/description", c.description, description);
-        let category = self
-            .category
-            .patch_required(e, "/category", c.category, category);
-        let registration_number = self.registration_number.patch_optional(
-            e,
-            "/registrationNumber",
-            c.registration_number,
-            registration_number,
-        );
-        let cost_center =
-            self.cost_center
-                .patch_optional(e, "/costCenter", c.cost_center, cost_center);
-        let start_date = self
-            .start_date
-            .patch_required(e, "/startDate", c.start_date, day);
-        let end_date = self.end_date.patch_required(e, "/endDate", c.end_date, day);
-        let termination_date =
-            self.termination_date
-                .patch_optional(e, "/terminationDate", c.termination_date, day);
-        let payment = match self.payment {
-            Field::Missing => Some(c.payment),
-            other => parse_money_required(e, other, "/payment"),
+        let terms = PartialTerms {
+            contract_number: self.contract_number.patch_required(
+                e,
+                "/contractNumber",
+                c.contract_number,
+                contract_number,
+            ),
+            lessor: self.lessor.patch_required(e, "/lessor", c.lessor, lessor),
+            description: self.description.patch_required(
+                e,
+                "/description",
+                c.description,
+                description,
+            ),
+            category: self
+                .category
+                .patch_required(e, "/category", c.category, category),
+            registration_number: self.registration_number.patch_optional(
+                e,
+                "/registrationNumber",
+                c.registration_number,
+                registration_number,
+            ),
+            cost_center: self.cost_center.patch_optional(
+                e,
+                "/costCenter",
+                c.cost_center,
+                cost_center,
+            ),
+            start_date: self
+                .start_date
+                .patch_required(e, "/startDate", c.start_date, day),
+            end_date: self.end_date.patch_required(e, "/endDate", c.end_date, day),
+            termination_date: self.termination_date.patch_optional(
+                e,
+                "/terminationDate",
+                c.termination_date,
+                day,
+            ),
+            payment: match self.payment {
+                Field::Missing => Some(c.payment),
+                other => parse_money_required(e, other, "/payment"),
+            },
+            payment_frequency: self.payment_frequency.patch_required(
+                e,
+                "/paymentFrequency",
+                c.payment_frequency,
+                frequency,
+            ),
+            payment_timing: self.payment_timing.patch_required(
+                e,
+                "/paymentTiming",
+                c.payment_timing,
+                timing,
+            ),
+            residual_value: match self.residual_value {
+                Field::Missing => Some(c.residual_value),
+                other => parse_money_optional(e, other, "/residualValue"),
+            },
+            interest_rate: self.interest_rate.patch_optional(
+                e,
+                "/interestRate",
+                c.interest_rate,
+                rate,
+            ),
+            notes: self.notes.patch_optional(e, "/notes", c.notes, notes),
         };
-        let payment_frequency = self.payment_frequency.patch_required(
-            e,
-            "/paymentFrequency",
-            c.payment_frequency,
-            frequency,
-        );
-        let payment_timing =
-            self.payment_timing
-                .patch_required(e, "/paymentTiming", c.payment_timing, timing);
-        let residual_value = match self.residual_value {
-            Field::Missing => Some(c.residual_value),
-            other => parse_money_optional(e, other, "/residualValue"),
-        };
-        let interest_rate =
-            self.interest_rate
-                .patch_optional(e, "/interestRate", c.interest_rate, rate);
-        let notes = self.notes.patch_optional(e, "/notes", c.notes, notes);
-
-        PartialTerms {
-            contract_number,
-            lessor,
-            description,
-            category,
-            registration_number,
-            cost_center,
-            start_date,
-            end_date,
-            termination_date,
-            payment,
-            payment_frequency,
-            payment_timing,
-            residual_value,
-            interest_rate,
-            notes,
-        }
-        .finish(errors)
+        terms.finish(errors)
     }
 }
 
