@@ -92,7 +92,7 @@ fi
 # ---------------------------------------------------------------------------------------
 log "server"
 # Port 0: the kernel picks a free port, and the runner prints the address it got.
-RUST_LOG=warn "$SERVER_BIN" serve --addr 127.0.0.1:0 --data-dir "$WORK/data" \
+RUST_LOG=warn "$SERVER_BIN" serve --no-rates-polling --addr 127.0.0.1:0 --data-dir "$WORK/data" \
     >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 BASE=

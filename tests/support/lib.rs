@@ -31,9 +31,17 @@ impl TestApp {
 
     /// Starts over an existing data folder (to test restarts).
     pub async fn spawn_in(data: tempfile::TempDir) -> Self {
+        Self::spawn_with(data, Vec::new()).await
+    }
+
+    /// Starts with these rate feeds (pointed at a loopback server by the test).
+    pub async fn spawn_with(
+        data: tempfile::TempDir,
+        feeds: Vec<Arc<dyn domain::rates::feed::RateFeed>>,
+    ) -> Self {
         let clock = Arc::new(FixedClock::new(TODAY.parse().expect("date")));
         let running = leasedesk::Running::start(
-            &leasedesk::Config::new(data.path()),
+            &leasedesk::Config::new(data.path()).with_feeds(feeds),
             clock.clone() as Arc<dyn Clock>,
         )
         .await

@@ -12,6 +12,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi};
 pub fn openapi() -> OpenApi {
     let mut document = auth::openapi();
     document.merge(contracts::openapi());
+    document.merge(rates::openapi());
     document.info = InfoBuilder::new()
         .title("Leasedesk API")
         .version(env!("CARGO_PKG_VERSION"))
@@ -65,7 +66,12 @@ mod tests {
                 "/auth/signup",
                 "/contracts",
                 "/contracts/{id}",
-                "/me"
+                "/fx/convert",
+                "/me",
+                "/rates",
+                "/rates/refresh",
+                "/rates/{series}",
+                "/rates/{series}/latest"
             ]
         );
     }

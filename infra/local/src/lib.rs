@@ -9,6 +9,8 @@ use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use domain::clock::{Clock, SystemClock};
+use domain::rates::RateService;
+use domain::rates::feed::RateFeed;
 use domain::store::Table;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,19 +21,28 @@ use tokio::net::TcpListener;
 pub const LOCAL_ISSUER: &str = "http://leasedesk.local";
 pub const AUDIENCE: &str = "leasedesk-api";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Folder for the database and the signing key; created if missing.
     pub data_dir: PathBuf,
     pub access_token_ttl: chrono::Duration,
+    /// The rate sources polled by the scheduler and `leasedesk rates refresh`.
+    pub feeds: Vec<Arc<dyn RateFeed>>,
 }
 
 impl Config {
+    /// The stack over `data_dir`, polling the public rate sources.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             access_token_ttl: chrono::Duration::minutes(15),
+            feeds: Vec::new(),
         }
+    }
+
+    pub fn with_feeds(mut self, feeds: Vec<Arc<dyn RateFeed>>) -> Self {
+        self.feeds = feeds;
+        self
     }
 }
 
@@ -39,6 +50,7 @@ impl Config {
 pub struct Stack {
     pub app: Router,
     pub table: Arc<dyn Table>,
+    pub rates: Arc<RateService>,
 }
 
 /// Opens the embedded stores in `config.data_dir` and builds the app.
@@ -54,6 +66,11 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             .context("opening the embedded table")?,
     );
     let secret = signing_secret(&config.data_dir)?;
+    let rates = Arc::new(RateService::new(
+        table.clone(),
+        clock.clone(),
+        config.feeds.clone(),
+    ));
     let tokens = Arc::new(AccessTokens::new(
         &secret,
         TokenSettings {
@@ -72,12 +89,31 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         )))
         .merge(contracts::router(contracts::ContractsState::new(
             table.clone(),
-            tokens,
+            tokens.clone(),
             clock,
         )))
+        .merge(rates::router(rates::RatesState::new(rates.clone(), tokens)))
         .merge(apidoc::router());
     let app = api::service(routes).layer(middleware::from_fn(client_ip));
-    Ok(Stack { app, table })
+    Ok(Stack { app, table, rates })
+}
+
+/// Polls the rate sources now and then every `every`, as the schedule does in AWS.
+/// Without a network each run logs one warning and the last known values stay.
+pub fn spawn_rates_scheduler(
+    rates: Arc<RateService>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = rates::poll(&rates, None).await {
+                tracing::warn!(%error, "rates: the poll failed; keeping the last known values");
+            }
+        }
+    })
 }
 
 /// The key that signs local tokens: made once, kept in the data folder (owner-only), so

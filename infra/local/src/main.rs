@@ -2,8 +2,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use domain::rates::Source;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +24,32 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(ServeArgs),
+    /// Interest and exchange rates.
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCommand {
+    /// Poll the rate sources once and print what was stored.
+    Refresh {
+        /// Only this source.
+        #[arg(long, value_parser = ["riksbank", "ecb", "fixer"])]
+        source: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        feeds: FeedArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArgs {
+    /// Folder for the data; created if missing.
+    #[arg(long, default_value = "./.data", env = "LEASEDESK_DATA_DIR")]
+    data_dir: PathBuf,
 }
 
 #[derive(clap::Args, Clone)]
@@ -29,32 +57,133 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000", env = "LEASEDESK_ADDR")]
     addr: SocketAddr,
-    /// Folder for the data; created if missing.
-    #[arg(long, default_value = "./.data", env = "LEASEDESK_DATA_DIR")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Minutes between rate polls (the first runs at start).
+    #[arg(long, default_value_t = 360, env = "LEASEDESK_RATES_EVERY_MINUTES")]
+    rates_every_minutes: u64,
+    /// Do not poll the rate sources.
+    #[arg(long, env = "LEASEDESK_NO_RATES_POLLING")]
+    no_rates_polling: bool,
+    #[command(flatten)]
+    feeds: FeedArgs,
+}
+
+/// Where the rate sources are (the public ones unless overridden, e.g. for tests).
+#[derive(clap::Args, Clone)]
+struct FeedArgs {
+    #[arg(long, env = "LEASEDESK_RIKSBANK_SWEA_URL", hide = true)]
+    riksbank_swea_url: Option<String>,
+    #[arg(long, env = "LEASEDESK_RIKSBANK_SWESTR_URL", hide = true)]
+    riksbank_swestr_url: Option<String>,
+    #[arg(long, env = "LEASEDESK_ECB_URL", hide = true)]
+    ecb_url: Option<String>,
+    #[arg(long, env = "LEASEDESK_FIXER_URL", hide = true)]
+    fixer_url: Option<String>,
+    /// Riksbanken API subscription key (optional: raises the rate limit).
+    #[arg(long, env = "RIKSBANK_SUBSCRIPTION_KEY", hide_env_values = true)]
+    riksbank_subscription_key: Option<String>,
+    /// Fixer API key; Fixer is polled only when it is set.
+    #[arg(long, env = "FIXER_API_KEY", hide_env_values = true)]
+    fixer_api_key: Option<String>,
+}
+
+impl FeedArgs {
+    fn feeds(&self) -> anyhow::Result<Vec<Arc<dyn domain::rates::feed::RateFeed>>> {
+        let settings = adapters::feeds::FeedSettings {
+            riksbank_swea_url: self.riksbank_swea_url.clone(),
+            riksbank_swestr_url: self.riksbank_swestr_url.clone(),
+            riksbank_subscription_key: self.riksbank_subscription_key.clone(),
+            ecb_url: self.ecb_url.clone(),
+            fixer_url: self.fixer_url.clone(),
+            fixer_api_key: self.fixer_api_key.clone(),
+            retry: None,
+        };
+        adapters::feeds::build_feeds(&settings).context("configuring the rate sources")
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     api::telemetry::init(false);
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
-    let stack = leasedesk::build(&leasedesk::Config::new(&args.data_dir))?;
+    match cli.command {
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+        Some(Command::Rates {
+            command:
+                RatesCommand::Refresh {
+                    source,
+                    data,
+                    feeds,
+                },
+        }) => refresh_rates(source.as_deref().and_then(Source::parse), data, feeds).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = leasedesk::Config::new(&args.data.data_dir).with_feeds(args.feeds.feeds()?);
+    let stack = leasedesk::build(&config)?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     println!(
         "Leasedesk is listening on http://{addr} (data in {})",
-        args.data_dir.display()
+        args.data.data_dir.display()
     );
     println!("API description: http://{addr}/openapi.json");
+    let scheduler = (!args.no_rates_polling).then(|| {
+        leasedesk::spawn_rates_scheduler(
+            stack.rates.clone(),
+            std::time::Duration::from_secs(args.rates_every_minutes.max(1) * 60),
+        )
+    });
     leasedesk::serve(listener, stack.app, shutdown_signal()).await?;
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     drop(stack.table);
     println!("Leasedesk stopped");
+    Ok(())
+}
+
+async fn refresh_rates(
+    only: Option<Source>,
+    data: DataArgs,
+    feeds: FeedArgs,
+) -> anyhow::Result<()> {
+    let config = leasedesk::Config::new(&data.data_dir).with_feeds(feeds.feeds()?);
+    let stack = leasedesk::build(&config)?;
+    let report = rates::poll(&stack.rates, only)
+        .await
+        .map_err(|e| anyhow::anyhow!("the poll failed: {e}"))?;
+    for series in &report.series {
+        let last = series
+            .last_observation_date
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".into());
+        let note = match (&series.error, series.closed) {
+            (Some(error), _) => format!("error: {error}"),
+            (None, true) => "closed: no longer published".into(),
+            (None, false) => String::new(),
+        };
+        println!(
+            "{:<22} {:<9} stored {:>5}  last {:<10}  {note}",
+            series.series.to_string(),
+            series.source.as_str(),
+            series.stored,
+            last
+        );
+    }
+    for (source, error) in &report.unreachable {
+        println!("{source}: unreachable ({error}); last known values kept");
+    }
+    println!(
+        "stored {} observations; {} contracts repriced",
+        report.stored(),
+        report.contracts_repriced
+    );
     Ok(())
 }
 

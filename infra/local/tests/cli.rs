@@ -13,9 +13,15 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &["--no-rates-polling"], &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leasedesk"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -162,4 +168,117 @@ async fn ctrl_c_keeps_every_acknowledged_write() {
             "acknowledged contract {id} survived"
         );
     }
+}
+
+/// The loopback stand-ins for the rate sources: the ECB publishes two days, Riksbanken
+/// is down.
+async fn rate_sources() -> (wiremock::MockServer, Vec<(&'static str, String)>) {
+    use wiremock::matchers::path_regex;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">
+<Cube><Cube time="2026-11-20"><Cube currency="SEK" rate="11.1000"/></Cube><Cube time="2026-11-19"><Cube currency="SEK" rate="11.0000"/></Cube></Cube>
+</gesmes:Envelope>"#;
+    Mock::given(path_regex("^/ecb/.*"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(xml, "text/xml"))
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/(swea|swestr)/.*"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let base = server.uri();
+    let env = vec![
+        ("LEASEDESK_RIKSBANK_SWEA_URL", format!("{base}/swea")),
+        ("LEASEDESK_RIKSBANK_SWESTR_URL", format!("{base}/swestr")),
+        ("LEASEDESK_ECB_URL", format!("{base}/ecb")),
+    ];
+    (server, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_refresh_polls_once_and_says_what_it_stored() {
+    let (_server, env) = rate_sources().await;
+    let data = tempfile::tempdir().unwrap();
+    let run = |source: &'static str| {
+        let env = env.clone();
+        let data = data.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_leasedesk"))
+                .args(["rates", "refresh", "--source", source, "--data-dir"])
+                .arg(&data)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("RUST_LOG", "error")
+                .output()
+                .expect("leasedesk runs")
+        })
+    };
+    let first = run("ecb").await.unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let printed = String::from_utf8_lossy(&first.stdout);
+    assert!(printed.contains("ECB.EUR.SEK"), "{printed}");
+    assert!(printed.contains("stored 2 observations"), "{printed}");
+    assert!(
+        !printed.contains("riksbank"),
+        "only the ECB was asked: {printed}"
+    );
+
+    let second = run("ecb").await.unwrap();
+    let printed = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        printed.contains("stored 0 observations"),
+        "nothing new the second time: {printed}"
+    );
+
+    let down = run("riksbank").await.unwrap();
+    assert!(down.status.success());
+    let printed = String::from_utf8_lossy(&down.stdout);
+    assert!(printed.contains("riksbank: unreachable"), "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_polls_when_the_runner_starts() {
+    let (_server, env) = rate_sources().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--rates-every-minutes", "60"], &env);
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    client
+        .post(format!("{url}/auth/signup"))
+        .json(&json!({
+            "organizationName": "Kiruna Maskin AB",
+            "organizationNumber": "556074-3089",
+            "name": "Erik Nilsson",
+            "email": "erik@kirunamaskin.se",
+            "password": "Vinterljus-over-Kiruna-2026"
+        }))
+        .send()
+        .await
+        .unwrap();
+    let login: Value = client
+        .post(format!("{url}/auth/login"))
+        .json(&json!({"email": "erik@kirunamaskin.se", "password": "Vinterljus-over-Kiruna-2026"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let latest = client
+            .get(format!("{url}/rates/ECB.EUR.SEK/latest"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if latest.status() == 200 {
+            let body: Value = latest.json().await.unwrap();
+            assert_eq!(body["value"], "11.1000", "as published");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the scheduler did not poll within 10 s of start");
 }

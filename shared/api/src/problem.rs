@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use domain::access::Role;
 use domain::accounts::AccountError;
 use domain::contracts::ContractError;
+use domain::rates::RatesError;
 use domain::store::StoreError;
 use domain::validation::{FieldError, FieldIssue, ValidationErrors};
 use serde::Serialize;
@@ -100,6 +101,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("concurrent change")]
     ConcurrentChange,
+    #[error("no exchange rate {from}/{to} on or before {date}")]
+    NoRate {
+        from: String,
+        to: String,
+        date: String,
+    },
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -136,6 +143,7 @@ impl ApiError {
             PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition-required"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
             ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
+            NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         };
@@ -146,6 +154,11 @@ impl ApiError {
             PayloadTooLarge { max } => vec![("max", max.to_string())],
             Forbidden(role) => vec![("role", role.to_string())],
             MethodNotAllowed(method) => vec![("method", method.clone())],
+            NoRate { from, to, date } => vec![
+                ("from", from.clone()),
+                ("to", to.clone()),
+                ("date", date.clone()),
+            ],
             PreconditionFailed { expected, current } => vec![
                 ("expected", expected.to_string()),
                 ("current", current.to_string()),
@@ -374,6 +387,27 @@ impl From<ContractError> for ApiError {
             }
             ContractError::Forbidden(role) => ApiError::Forbidden(role),
             ContractError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<RatesError> for ApiError {
+    fn from(error: RatesError) -> Self {
+        match error {
+            RatesError::UnknownSeries => ApiError::NotFound,
+            RatesError::NoRate { from, to, date } => ApiError::NoRate {
+                from: from.to_string(),
+                to: to.to_string(),
+                date: date.to_string(),
+            },
+            RatesError::Overflow => ApiError::InvalidParameters(vec![InvalidValue::parameter(
+                "amount",
+                FieldIssue::OutOfRange {
+                    min: "0".into(),
+                    max: i64::MAX.to_string(),
+                },
+            )]),
+            RatesError::Store(error) => error.into(),
         }
     }
 }

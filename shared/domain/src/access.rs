@@ -32,8 +32,9 @@ impl Role {
     pub fn allows(self, permission: Permission) -> bool {
         use Permission::*;
         match permission {
-            ReadProfile | ReadContracts => true,
+            ReadProfile | ReadContracts | ReadRates => true,
             WriteContracts => matches!(self, Role::Owner | Role::Admin | Role::Editor),
+            RefreshRates => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -65,13 +66,19 @@ pub enum Permission {
     ReadProfile,
     ReadContracts,
     WriteContracts,
+    /// The rates catalogue, observations and conversions (public data).
+    ReadRates,
+    /// Polling the rate sources now, outside the schedule.
+    RefreshRates,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [
+    pub const ALL: [Permission; 5] = [
         Permission::ReadProfile,
         Permission::ReadContracts,
         Permission::WriteContracts,
+        Permission::ReadRates,
+        Permission::RefreshRates,
     ];
 }
 

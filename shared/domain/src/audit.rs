@@ -71,6 +71,31 @@ impl AuditEvent {
         }
     }
 
+    /// A change the system made by itself (a scheduled job), not a user.
+    pub fn system(
+        tenant: TenantId,
+        at: DateTime<Utc>,
+        action: &str,
+        target: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            id: AuditEventId::generate(),
+            tenant_id: tenant,
+            at,
+            actor_id: None,
+            action: action.to_owned(),
+            target,
+            outcome: "success".to_owned(),
+            request_id: None,
+            source_ip: None,
+            user_agent: None,
+            before,
+            after,
+        }
+    }
+
     /// The write that stores this event; it never overwrites another event.
     pub fn write_op(&self) -> WriteOp {
         let sort_key = format!(

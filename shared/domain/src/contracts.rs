@@ -9,6 +9,7 @@ use crate::ids::{ContractId, TenantId, UserId};
 use crate::input::{Field, choice, date};
 use crate::keys;
 use crate::money::{AnnualRate, Currency, Money};
+use crate::rates::{Observation, SeriesId, SeriesKind};
 use crate::store::{
     Condition, Cursor, Index, IndexKey, Item, Key, Query, StoreError, Table, WriteOp,
 };
@@ -174,6 +175,16 @@ pub struct Contract {
     /// Annual interest rate in percent, as a decimal string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interest_rate: Option<AnnualRate>,
+    /// Priced as a reference rate plus a margin, instead of a fixed `interestRate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_reference: Option<RateReference>,
+    /// The rate in force: `interestRate`, or the reference's latest value plus the
+    /// margin (updated when the reference moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_rate: Option<AnnualRate>,
+    /// The day of the reference observation behind `currentRate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_rate_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     /// Derived from the dates and today's date.
@@ -244,6 +255,39 @@ impl MoneyInput {
     }
 }
 
+/// A variable rate: a reference series plus a margin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateReference {
+    /// A series of the rates catalogue (`GET /rates`), e.g. `SEDP3MSTIBORDELAYC`.
+    #[schema(value_type = String, example = "SWESTR")]
+    pub series: SeriesId,
+    /// Percentage points added to the reference, as a decimal string.
+    #[schema(value_type = String, example = "1.85")]
+    pub margin: AnnualRate,
+}
+
+/// A variable rate as sent by a client.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateReferenceInput {
+    #[schema(example = "SWESTR")]
+    pub series: String,
+    /// Percentage points, decimal string.
+    #[schema(example = "1.85")]
+    pub margin: String,
+}
+
+impl RateReferenceInput {
+    fn parse(self) -> Result<RateReference, (String, FieldIssue)> {
+        let series =
+            SeriesId::parse(&self.series).map_err(|issue| ("/series".to_owned(), issue))?;
+        let margin =
+            AnnualRate::parse(&self.margin).map_err(|issue| ("/margin".to_owned(), issue))?;
+        Ok(RateReference { series, margin })
+    }
+}
+
 /// A new contract as sent by a client.
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", default)]
@@ -280,6 +324,9 @@ pub struct NewContract {
     /// Annual percent as a decimal string, e.g. `"4.95"`.
     #[schema(value_type = Option<String>, example = "4.95")]
     pub interest_rate: Field<String>,
+    /// A variable rate instead of `interestRate`.
+    #[schema(value_type = Option<RateReferenceInput>)]
+    pub rate_reference: Field<RateReferenceInput>,
     #[schema(value_type = Option<String>, max_length = 4000)]
     pub notes: Field<String>,
 }
@@ -317,6 +364,8 @@ pub struct ContractChanges {
     pub residual_value: Field<MoneyInput>,
     #[schema(value_type = Option<String>, nullable)]
     pub interest_rate: Field<String>,
+    #[schema(value_type = Option<RateReferenceInput>, nullable)]
+    pub rate_reference: Field<RateReferenceInput>,
     #[schema(value_type = Option<String>, nullable, max_length = 4000)]
     pub notes: Field<String>,
 }
@@ -338,6 +387,7 @@ struct Terms {
     payment_timing: PaymentTiming,
     residual_value: Option<Money>,
     interest_rate: Option<AnnualRate>,
+    rate_reference: Option<RateReference>,
     notes: Option<String>,
 }
 
@@ -403,6 +453,7 @@ struct PartialTerms {
     payment_timing: Option<PaymentTiming>,
     residual_value: Option<Option<Money>>,
     interest_rate: Option<Option<AnnualRate>>,
+    rate_reference: Option<Option<RateReference>>,
     notes: Option<Option<String>>,
 }
 
@@ -424,6 +475,7 @@ impl PartialTerms {
             payment_timing,
             residual_value,
             interest_rate,
+            rate_reference,
             notes,
         } = self;
         match (
@@ -441,6 +493,7 @@ impl PartialTerms {
             payment_timing,
             residual_value,
             interest_rate,
+            rate_reference,
             notes,
         ) {
             (
@@ -458,6 +511,7 @@ impl PartialTerms {
                 Some(payment_timing),
                 Some(residual_value),
                 Some(interest_rate),
+                Some(rate_reference),
                 Some(notes),
             ) if errors.is_empty() => Terms {
                 contract_number,
@@ -474,6 +528,7 @@ impl PartialTerms {
                 payment_timing,
                 residual_value,
                 interest_rate,
+                rate_reference,
                 notes,
             }
             .checked(),
@@ -509,6 +564,7 @@ impl NewContract {
             payment_timing: self.payment_timing.required(e, "/paymentTiming", timing),
             residual_value: parse_money_optional(e, self.residual_value, "/residualValue"),
             interest_rate: self.interest_rate.optional(e, "/interestRate", rate),
+            rate_reference: parse_reference(e, self.rate_reference, "/rateReference"),
             notes: self.notes.optional(e, "/notes", notes),
         };
         terms.finish(errors)
@@ -585,9 +641,30 @@ impl ContractChanges {
                 c.interest_rate,
                 rate,
             ),
+            rate_reference: match self.rate_reference {
+                Field::Missing => Some(c.rate_reference),
+                other => parse_reference(e, other, "/rateReference"),
+            },
             notes: self.notes.patch_optional(e, "/notes", c.notes, notes),
         };
         terms.finish(errors)
+    }
+}
+
+fn parse_reference(
+    errors: &mut ValidationErrors,
+    field: Field<RateReferenceInput>,
+    pointer: &str,
+) -> Option<Option<RateReference>> {
+    match field {
+        Field::Value(input) => match input.parse() {
+            Ok(reference) => Some(Some(reference)),
+            Err((sub, issue)) => {
+                errors.add(format!("{pointer}{sub}"), issue);
+                None
+            }
+        },
+        Field::Missing | Field::Null => Some(None),
     }
 }
 
@@ -654,6 +731,9 @@ impl Terms {
         {
             errors.add("/residualValue/currency", FieldIssue::CurrencyMismatch);
         }
+        if self.interest_rate.is_some() && self.rate_reference.is_some() {
+            errors.add("/rateReference", FieldIssue::RateConflict);
+        }
         errors.finish(|| self)
     }
 
@@ -673,7 +753,10 @@ impl Terms {
             payment_frequency: self.payment_frequency,
             payment_timing: self.payment_timing,
             residual_value: self.residual_value,
+            current_rate: self.interest_rate,
+            current_rate_date: None,
             interest_rate: self.interest_rate,
+            rate_reference: self.rate_reference,
             notes: self.notes,
             status: ContractStatus::default(),
             version: 1,
@@ -875,6 +958,7 @@ impl ContractService {
         let now = self.clock.now();
         let mut contract = terms.into_contract(ContractId::generate(), actor.user, now);
         contract.status = contract.status_on(now.date_naive());
+        self.price(&mut contract).await?;
         let audit = AuditEvent::change(
             actor,
             now,
@@ -905,6 +989,7 @@ impl ContractService {
                 },
             });
         }
+        ops.extend(reference_marker(actor.tenant, &contract)?);
         match self.table.transact_write(ops).await {
             Ok(()) => Ok(Created {
                 contract,
@@ -1083,6 +1168,7 @@ impl ContractService {
         updated.created_by = current.created_by;
         updated.version = current.version + 1;
         updated.status = updated.status_on(now.date_naive());
+        self.price(&mut updated).await?;
 
         let audit = AuditEvent::change(
             actor,
@@ -1107,6 +1193,17 @@ impl ContractService {
                 key: keys::contract_number(actor.tenant, &current.contract_number),
                 condition: Condition::None,
             });
+        }
+        let old_series = current.rate_reference.as_ref().map(|r| &r.series);
+        let new_series = updated.rate_reference.as_ref().map(|r| &r.series);
+        if old_series != new_series {
+            if let Some(series) = old_series {
+                ops.push(WriteOp::Delete {
+                    key: keys::rate_reference(series, actor.tenant, id),
+                    condition: Condition::None,
+                });
+            }
+            ops.extend(reference_marker(actor.tenant, &updated)?);
         }
         match self.table.transact_write(ops).await {
             Ok(()) => Ok(updated),
@@ -1147,7 +1244,7 @@ impl ContractService {
             Some(current.audit_snapshot()),
             None,
         );
-        let ops = vec![
+        let mut ops = vec![
             WriteOp::Delete {
                 key: keys::contract(actor.tenant, id),
                 condition: Condition::VersionIs(current.version),
@@ -1158,6 +1255,12 @@ impl ContractService {
             },
             audit.write_op(),
         ];
+        if let Some(reference) = &current.rate_reference {
+            ops.push(WriteOp::Delete {
+                key: keys::rate_reference(&reference.series, actor.tenant, id),
+                condition: Condition::None,
+            });
+        }
         match self.table.transact_write(ops).await {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => self
@@ -1167,6 +1270,31 @@ impl ContractService {
             Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Sets the rate in force: the fixed rate, or the reference's latest value plus the
+    /// margin. A reference must name an interest-rate series of the catalogue.
+    async fn price(&self, contract: &mut Contract) -> Result<(), ContractError> {
+        let Some(reference) = &contract.rate_reference else {
+            contract.current_rate = contract.interest_rate;
+            contract.current_rate_date = None;
+            return Ok(());
+        };
+        let info = crate::rates::service::series_info(self.table.as_ref(), &reference.series)
+            .await
+            .map_err(rates_error)?;
+        let Some(info) = info.filter(|info| info.kind == SeriesKind::InterestRate) else {
+            return Err(ValidationErrors::single(
+                "/rateReference/series",
+                FieldIssue::UnknownSeries,
+            )
+            .into());
+        };
+        contract.current_rate = info
+            .last_observation
+            .map(|observation| reference_rate(observation, reference));
+        contract.current_rate_date = info.last_observation.map(|observation| observation.date);
+        Ok(())
     }
 
     /// Explains a lost race on a versioned write.
@@ -1191,6 +1319,145 @@ fn position_of(contract: &Contract, by_end_date: bool) -> ListPosition {
         sort_key: keys::contract_sort_key(contract.id),
         end_index_key: by_end_date.then(|| format!("{}#{}", contract.end_date, contract.id)),
     }
+}
+
+fn rates_error(error: crate::rates::RatesError) -> ContractError {
+    match error {
+        crate::rates::RatesError::Store(store) => ContractError::Store(store),
+        other => ContractError::Store(StoreError::Unavailable(other.to_string())),
+    }
+}
+
+fn reference_rate(observation: Observation, reference: &RateReference) -> AnnualRate {
+    AnnualRate::from_percent(observation.value + reference.margin.percent())
+}
+
+/// Where a reference marker points.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferenceMarker {
+    tenant_id: TenantId,
+    contract_id: ContractId,
+}
+
+/// The marker that lets a new observation of the contract's reference series find it.
+fn reference_marker(tenant: TenantId, contract: &Contract) -> Result<Option<WriteOp>, StoreError> {
+    let Some(reference) = &contract.rate_reference else {
+        return Ok(None);
+    };
+    let marker = ReferenceMarker {
+        tenant_id: tenant,
+        contract_id: contract.id,
+    };
+    Ok(Some(WriteOp::Put {
+        item: Item::new(
+            keys::rate_reference(&reference.series, tenant, contract.id),
+            to_attributes(&marker)?,
+        ),
+        condition: Condition::None,
+    }))
+}
+
+/// Moves every contract priced off `series` to its `latest` observation plus the
+/// contract's margin; returns how many changed. Each change is a new version with an
+/// audit event by the system. Found through the reference markers, never a scan.
+pub async fn reprice_contracts(
+    table: &dyn Table,
+    clock: &dyn Clock,
+    series: &SeriesId,
+    latest: Observation,
+) -> Result<usize, ContractError> {
+    let mut repriced = 0;
+    let mut after = None;
+    loop {
+        let page = table
+            .query(
+                Query::partition(keys::rate_references_partition(series))
+                    .limit(200)
+                    .start_after(after.take()),
+            )
+            .await?;
+        for item in page.items {
+            let marker: ReferenceMarker = from_item(item)?;
+            if reprice(
+                table,
+                clock,
+                marker.tenant_id,
+                marker.contract_id,
+                series,
+                latest,
+            )
+            .await?
+            {
+                repriced += 1;
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(repriced),
+        }
+    }
+}
+
+async fn reprice(
+    table: &dyn Table,
+    clock: &dyn Clock,
+    tenant: TenantId,
+    id: ContractId,
+    series: &SeriesId,
+    latest: Observation,
+) -> Result<bool, ContractError> {
+    // A user may change the contract at the same moment; read again and retry.
+    for _ in 0..3 {
+        let Some(item) = table.get(&keys::contract(tenant, id)).await? else {
+            return Ok(false);
+        };
+        let now = clock.now();
+        let current = Contract::from_item(item, now.date_naive())?;
+        let Some(reference) = current
+            .rate_reference
+            .as_ref()
+            .filter(|r| &r.series == series)
+        else {
+            return Ok(false);
+        };
+        let rate = reference_rate(latest, reference);
+        let newer = current
+            .current_rate_date
+            .is_none_or(|date| latest.date >= date);
+        if !newer
+            || (current.current_rate == Some(rate)
+                && current.current_rate_date == Some(latest.date))
+        {
+            return Ok(false);
+        }
+        let mut updated = current.clone();
+        updated.current_rate = Some(rate);
+        updated.current_rate_date = Some(latest.date);
+        updated.version = current.version + 1;
+        updated.updated_at = now;
+        let audit = AuditEvent::system(
+            tenant,
+            now,
+            "contract.repriced",
+            format!("contract:{id}"),
+            Some(current.audit_snapshot()),
+            Some(updated.audit_snapshot()),
+        );
+        let ops = vec![
+            WriteOp::Put {
+                item: updated.item(tenant)?,
+                condition: Condition::VersionIs(current.version),
+            },
+            audit.write_op(),
+        ];
+        match table.transact_write(ops).await {
+            Ok(()) => return Ok(true),
+            Err(StoreError::TransactionCanceled { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ContractError::Contention)
 }
 
 fn claim_contract_number(tenant: TenantId, contract: &Contract) -> Result<WriteOp, StoreError> {

@@ -10,6 +10,9 @@
 //! | idempotency record  | `T#<tenant>`          | `IDEM#<scope>#<user>#<key>` (TTL)   |                  |                    |
 //! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
 //! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
+//! | rate series         | `RATES`               | `SERIES#<series>`                   |                  |                    |
+//! | rate observation    | `RATE#<series>`       | `<date>`                            |                  |                    |
+//! | rate reference      | `RATEREF#<series>`    | `T#<tenant>#<contract>`             |                  |                    |
 //!
 //! Access patterns (no scan anywhere):
 //! - log in by e-mail: get `EMAIL#<email>`, then get the user;
@@ -21,12 +24,17 @@
 //! - contract number uniqueness: conditional put of `CONTRACTNO#<number>` in the same
 //!   transaction as the contract;
 //! - audit trail of an organization, newest last: query prefix `AUDIT#`.
+//! - the rate catalogue: query `RATES` with prefix `SERIES#`;
+//! - a series between two dates, or its latest value on or before a day: query
+//!   `RATE#<series>` between two dates (backward, limit 1, for the latest);
+//! - contracts priced off a series, when it moves: query `RATEREF#<series>`.
 //!
 //! Every tenant-scoped key, in the table and in the index, starts with `T#<tenant>`, so an
 //! IAM `dynamodb:LeadingKeys` condition can fence tenants. Only sign-up and login touch
 //! the two global records.
 
 use crate::ids::{ContractId, TenantId, UserId};
+use crate::rates::SeriesId;
 use crate::store::{IndexKey, Key};
 use chrono::NaiveDate;
 
@@ -95,6 +103,33 @@ pub fn idempotency(tenant: TenantId, scope: &str, user: UserId, key: &str) -> Ke
     Key::new(
         tenant_partition(tenant),
         format!("IDEM#{scope}#{user}#{key}"),
+    )
+}
+
+pub const RATES_PARTITION: &str = "RATES";
+pub const SERIES_PREFIX: &str = "SERIES#";
+
+pub fn rate_series(series: &SeriesId) -> Key {
+    Key::new(RATES_PARTITION, format!("{SERIES_PREFIX}{series}"))
+}
+
+pub fn rate_observations_partition(series: &SeriesId) -> String {
+    format!("RATE#{series}")
+}
+
+pub fn rate_observation(series: &SeriesId, date: NaiveDate) -> Key {
+    Key::new(rate_observations_partition(series), date.to_string())
+}
+
+pub fn rate_references_partition(series: &SeriesId) -> String {
+    format!("RATEREF#{series}")
+}
+
+/// Marks a contract as priced off `series`, so a new observation finds it.
+pub fn rate_reference(series: &SeriesId, tenant: TenantId, contract: ContractId) -> Key {
+    Key::new(
+        rate_references_partition(series),
+        format!("T#{tenant}#{contract}"),
     )
 }
 

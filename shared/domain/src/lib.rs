@@ -12,5 +12,6 @@ pub mod input;
 pub mod keys;
 pub mod money;
 pub mod organization;
+pub mod rates;
 pub mod store;
 pub mod validation;

@@ -102,6 +102,11 @@ impl AnnualRate {
     pub fn percent(&self) -> Decimal {
         self.0
     }
+
+    /// A rate from a reference value plus a margin, both in percent.
+    pub fn from_percent(percent: Decimal) -> Self {
+        Self(percent.normalize())
+    }
 }
 
 impl fmt::Display for AnnualRate {

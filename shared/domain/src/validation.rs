@@ -34,6 +34,8 @@ pub enum FieldIssue {
     InvalidInteger { min: i64, max: i64 },
     InvalidCursor,
     InvalidHeader,
+    UnknownSeries,
+    RateConflict,
 }
 
 impl FieldIssue {
@@ -66,6 +68,8 @@ impl FieldIssue {
             FieldIssue::InvalidInteger { .. } => "invalid_integer",
             FieldIssue::InvalidCursor => "invalid_cursor",
             FieldIssue::InvalidHeader => "invalid_header",
+            FieldIssue::UnknownSeries => "unknown_series",
+            FieldIssue::RateConflict => "rate_conflict",
         }
     }
 
