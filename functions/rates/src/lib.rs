@@ -480,6 +480,23 @@ pub async fn poll(rates: &RateService, only: Option<Source>) -> Result<PollRepor
     Ok(report)
 }
 
+/// The scheduled poll: what the poller Lambda does with each EventBridge Scheduler
+/// event (its content does not matter; every run polls every source). Returns the
+/// report and the metric lines to print.
+pub async fn handle_schedule(
+    rates: &RateService,
+    event: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(PollView, Vec<String>), ApiError> {
+    tracing::info!(
+        schedule = event["resources"][0].as_str().unwrap_or("-"),
+        "rates: scheduled poll"
+    );
+    let report = poll(rates, None).await?;
+    let metrics = staleness_metrics(&report, now);
+    Ok((report.into(), metrics))
+}
+
 /// CloudWatch embedded-metric-format lines, one per open series: how many days old its
 /// last observation is. Alarms on `Leasedesk/Rates StalenessDays` catch a source that
 /// stopped publishing.

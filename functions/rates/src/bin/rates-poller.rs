@@ -13,17 +13,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let feeds = rates::lambda::feeds_from_env().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Arc::new(RateService::new(table, clock.clone(), feeds));
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let (service, clock) = (service.clone(), clock.clone());
         async move {
-            let report = rates::poll(&service, None)
+            let (report, metrics) = rates::handle_schedule(&service, &event.payload, clock.now())
                 .await
                 .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
             // Embedded-metric lines go to stdout as they are, for CloudWatch to read.
-            for line in rates::staleness_metrics(&report, clock.now()) {
+            for line in metrics {
                 println!("{line}");
             }
-            Ok::<_, lambda_runtime::Error>(serde_json::to_value(rates::PollView::from(report))?)
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
         }
     }))
     .await
