@@ -1,23 +1,14 @@
 //! Handler tests: the sample API Gateway events in `events/contracts/` go through the
 //! real router exactly as Lambda would hand them over.
 
-use api::lambda::{app, request_from_event};
-use axum::body::to_bytes;
+use api::lambda::app;
+use api::lambda::testing::{send_event, tokens};
 use axum::http::StatusCode;
 use domain::access::Role;
 use domain::clock::{Clock, FixedClock};
 use domain::ids::{TenantId, UserId};
 use serde_json::Value;
 use std::sync::Arc;
-use tower::ServiceExt;
-
-fn event(name: &str) -> String {
-    let path = format!(
-        "{}/../../events/contracts/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 struct Harness {
     router: axum::Router,
@@ -30,27 +21,14 @@ fn harness() -> Harness {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
-    let tokens = Arc::new(
-        api::AccessTokens::new(
-            b"handler-test-secret-handler-test-secret",
-            api::TokenSettings {
-                issuer: "https://api.leasedesk.se".into(),
-                audience: "leasedesk-api".into(),
-                access_ttl: chrono::Duration::minutes(15),
-            },
-            clock.clone(),
-        )
-        .unwrap(),
-    );
+    let tokens = tokens(clock.clone());
     let token = tokens
         .issue(UserId::generate(), TenantId::generate(), Role::Editor)
         .unwrap()
         .token;
-    let router = app(api::service(contracts::router(
-        contracts::ContractsState::new(table, tokens, clock),
-    )));
+    let state = contracts::ContractsState::new(table, tokens, clock);
     Harness {
-        router,
+        router: app(api::service(contracts::router(state))),
         token,
         _data: data,
     }
@@ -63,45 +41,37 @@ async fn send(
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
     let mut all = vec![("accessToken", harness.token.as_str())];
     all.extend_from_slice(placeholders);
-    let request = request_from_event(event, &all).unwrap();
-    let response = harness.router.clone().oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, 1 << 20).await.unwrap();
-    (
-        parts.status,
-        parts.headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    send_event(&harness.router, &format!("contracts/{event}"), &all).await
 }
 
 #[tokio::test]
 async fn every_contract_event() {
     let harness = harness();
 
-    let (status, headers, created) = send(&harness, &event("create.json"), &[]).await;
+    let (status, headers, created) = send(&harness, "create.json", &[]).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(headers["etag"], "\"1\"");
     assert_eq!(created["contractNumber"], "LC-2024-0042");
     let id = created["id"].as_str().unwrap().to_owned();
 
     // Lambda retries and client retries replay the first answer.
-    let (status, headers, replayed) = send(&harness, &event("create.json"), &[]).await;
+    let (status, headers, replayed) = send(&harness, "create.json", &[]).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(headers["idempotent-replayed"], "true");
     assert_eq!(replayed, created);
 
-    let (status, _, list) = send(&harness, &event("list.json"), &[]).await;
+    let (status, _, list) = send(&harness, "list.json", &[]).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["items"][0]["id"], id.as_str());
 
-    let (status, headers, read) = send(&harness, &event("get.json"), &[("contractId", &id)]).await;
+    let (status, headers, read) = send(&harness, "get.json", &[("contractId", &id)]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, created);
     assert_eq!(headers["etag"], "\"1\"");
 
     let (status, _, updated) = send(
         &harness,
-        &event("update.json"),
+        "update.json",
         &[("contractId", &id), ("version", "1")],
     )
     .await;
@@ -111,18 +81,18 @@ async fn every_contract_event() {
 
     let (status, _, problem) = send(
         &harness,
-        &event("delete.json"),
+        "delete.json",
         &[("contractId", &id), ("version", "1")],
     )
     .await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{problem}");
     let (status, _, _) = send(
         &harness,
-        &event("delete.json"),
+        "delete.json",
         &[("contractId", &id), ("version", "2")],
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = send(&harness, &event("get.json"), &[("contractId", &id)]).await;
+    let (status, _, _) = send(&harness, "get.json", &[("contractId", &id)]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

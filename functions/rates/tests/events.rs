@@ -1,8 +1,8 @@
 //! Handler tests: the sample events in `events/rates/` — the scheduler's and API
 //! Gateway's — go through the real handlers, with the rate sources on loopback.
 
-use api::lambda::{app, request_from_event};
-use axum::body::to_bytes;
+use api::lambda::app;
+use api::lambda::testing::{send_event, tokens};
 use axum::http::StatusCode;
 use domain::access::Role;
 use domain::clock::{Clock, FixedClock};
@@ -10,14 +10,8 @@ use domain::ids::{TenantId, UserId};
 use domain::rates::RateService;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tower::ServiceExt;
 use wiremock::matchers::path_regex;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn event(name: &str) -> String {
-    let path = format!("{}/../../events/rates/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 async fn sources() -> MockServer {
     let server = MockServer::start().await;
@@ -72,18 +66,7 @@ fn harness(server: &MockServer) -> Harness {
     })
     .unwrap();
     let service = Arc::new(RateService::new(table, clock.clone(), feeds));
-    let tokens = Arc::new(
-        api::AccessTokens::new(
-            b"handler-test-secret-handler-test-secret",
-            api::TokenSettings {
-                issuer: "https://api.leasedesk.se".into(),
-                audience: "leasedesk-api".into(),
-                access_ttl: chrono::Duration::minutes(15),
-            },
-            clock,
-        )
-        .unwrap(),
-    );
+    let tokens = tokens(clock);
     let token = tokens
         .issue(UserId::generate(), TenantId::generate(), Role::Admin)
         .unwrap()
@@ -101,21 +84,24 @@ fn harness(server: &MockServer) -> Harness {
 }
 
 async fn send(harness: &Harness, name: &str) -> (StatusCode, Value) {
-    let request = request_from_event(&event(name), &[("accessToken", &harness.token)]).unwrap();
-    let response = harness.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    let (status, _, body) = send_event(
+        &harness.router,
+        &format!("rates/{name}"),
+        &[("accessToken", &harness.token)],
     )
+    .await;
+    (status, body)
 }
 
 #[tokio::test]
 async fn the_schedule_event_polls_and_emits_staleness_metrics() {
     let server = sources().await;
     let harness = harness(&server);
-    let schedule: Value = serde_json::from_str(&event("schedule.json")).unwrap();
+    let file = format!(
+        "{}/../../events/rates/schedule.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schedule: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     let now = "2026-11-21T10:30:00Z".parse().unwrap();
     let (report, metrics) = rates::handle_schedule(&harness.service, &schedule, now)
         .await

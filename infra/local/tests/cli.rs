@@ -67,26 +67,8 @@ impl Drop for Server {
     }
 }
 
-fn contract(number: usize) -> Value {
-    json!({
-        "contractNumber": format!("CLI-{number}"),
-        "lessor": "Volvofinans Bank AB",
-        "description": "Volvo XC60",
-        "category": "vehicle",
-        "startDate": "2024-03-01",
-        "endDate": "2027-02-28",
-        "payment": {"amount": 689900, "currency": "SEK"},
-        "paymentFrequency": "monthly",
-        "paymentTiming": "advance"
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_keeps_every_acknowledged_write() {
-    let data = tempfile::tempdir().unwrap();
-    let mut server = Server::start(data.path());
-    let client = reqwest::Client::new();
-    let url = server.url.clone();
+/// Signs up an organization on the runner at `url` and returns its owner's token.
+async fn sign_up_and_log_in(client: &reqwest::Client, url: &str) -> String {
     let signup = client
         .post(format!("{url}/auth/signup"))
         .json(&json!({
@@ -109,7 +91,30 @@ async fn ctrl_c_keeps_every_acknowledged_write() {
         .json()
         .await
         .unwrap();
-    let token = login["accessToken"].as_str().unwrap().to_owned();
+    login["accessToken"].as_str().unwrap().to_owned()
+}
+
+fn contract(number: usize) -> Value {
+    json!({
+        "contractNumber": format!("CLI-{number}"),
+        "lessor": "Volvofinans Bank AB",
+        "description": "Volvo XC60",
+        "category": "vehicle",
+        "startDate": "2024-03-01",
+        "endDate": "2027-02-28",
+        "payment": {"amount": 689900, "currency": "SEK"},
+        "paymentFrequency": "monthly",
+        "paymentTiming": "advance"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_every_acknowledged_write() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    let token = sign_up_and_log_in(&client, &url).await;
 
     // Writers keep creating contracts while Ctrl-C arrives.
     let mut writers = Vec::new();
@@ -244,28 +249,7 @@ async fn the_scheduler_polls_when_the_runner_starts() {
     let server = Server::start_with(data.path(), &["--rates-every-minutes", "60"], &env);
     let client = reqwest::Client::new();
     let url = server.url.clone();
-    client
-        .post(format!("{url}/auth/signup"))
-        .json(&json!({
-            "organizationName": "Kiruna Maskin AB",
-            "organizationNumber": "556074-3089",
-            "name": "Erik Nilsson",
-            "email": "erik@kirunamaskin.se",
-            "password": "Vinterljus-over-Kiruna-2026"
-        }))
-        .send()
-        .await
-        .unwrap();
-    let login: Value = client
-        .post(format!("{url}/auth/login"))
-        .json(&json!({"email": "erik@kirunamaskin.se", "password": "Vinterljus-over-Kiruna-2026"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let token = sign_up_and_log_in(&client, &url).await;
     for _ in 0..100 {
         let latest = client
             .get(format!("{url}/rates/ECB.EUR.SEK/latest"))

@@ -56,18 +56,11 @@ impl AuditEvent {
         after: Option<serde_json::Value>,
     ) -> Self {
         Self {
-            id: AuditEventId::generate(),
-            tenant_id: actor.tenant,
-            at,
             actor_id: Some(actor.user),
-            action: action.to_owned(),
-            target,
-            outcome: "success".to_owned(),
             request_id: actor.request.request_id.clone(),
             source_ip: actor.request.source_ip.clone(),
             user_agent: actor.request.user_agent.clone(),
-            before,
-            after,
+            ..Self::system(actor.tenant, at, action, target, before, after)
         }
     }
 
