@@ -36,7 +36,9 @@ async fn publish_up_to_friday(server: &MockServer) {
             {"seriesId": "SECBREPOEFF", "shortDescription": "Policy rate", "midDescription": "Riksbank policy rate",
              "observationMinDate": "1994-06-01", "observationMaxDate": "2026-11-20", "seriesClosed": false},
             {"seriesId": "SEDP3MSTIBORDELAYC", "shortDescription": "STIBOR 3M", "midDescription": "STIBOR 3 months (delayed)",
-             "observationMinDate": "1987-01-02", "observationMaxDate": "2021-06-30", "seriesClosed": true}
+             "observationMinDate": "1987-01-02", "observationMaxDate": "2021-06-30", "seriesClosed": true},
+            {"seriesId": "SEKNOKPMI", "shortDescription": "NOK", "midDescription": "SEK per NOK",
+             "observationMinDate": "1993-01-04", "observationMaxDate": "2026-11-20", "seriesClosed": false}
         ])))
         .mount(server)
         .await;
@@ -44,6 +46,15 @@ async fn publish_up_to_friday(server: &MockServer) {
         .and(path_regex("^/swea/Observations/SECBREPOEFF/.*"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(
             r#"[{"date":"2026-11-19","value":1.75},{"date":"2026-11-20","value":1.75}]"#,
+            "application/json",
+        ))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/swea/Observations/SEKNOKPMI/.*"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"[{"date":"2026-11-20","value":1.0123}]"#,
             "application/json",
         ))
         .with_priority(1)

@@ -343,7 +343,7 @@ impl RateService {
             self.poll_feed(feed.clone(), known, today, backfill_from)
         });
         let mut report = PollReport::default();
-        for result in futures_lite_join_all(polls).await {
+        for result in futures_util::future::join_all(polls).await {
             let (source_report, repriced) = result?;
             report.series.extend(source_report.series);
             report.unreachable.extend(source_report.unreachable);
@@ -498,36 +498,6 @@ fn convert_minor(
         .ok_or(RatesError::Overflow)?
         .round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven);
     i64::try_from(converted).map_err(|_| RatesError::Overflow)
-}
-
-/// Runs the futures concurrently and returns their outputs in order.
-async fn futures_lite_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    let mut futures: Vec<Option<_>> = futures.into_iter().map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// Every series in the catalogue.
