@@ -566,3 +566,80 @@ async fn every_change_is_audited_with_before_and_after() {
     // No secrets in the trail.
     assert!(!serde_json::to_string(&events).unwrap().contains("argon2"));
 }
+
+#[tokio::test]
+async fn the_liability_schedule_of_a_contract() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    // 36 × 6 899.00 SEK monthly in advance from 2024-03-01, residual 210 000, 4.95 %.
+    let created = app
+        .create_contract(&owner.token, &contract("LC-SCHED"))
+        .await;
+    let path = format!("/contracts/{}/schedule", created["id"].as_str().unwrap());
+    let response = app
+        .authed(&owner.token, Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let schedule = &body["schedule"];
+    // Present value, checked by hand: 6899·(1−(1+r)^−36)/r·(1+r) + 210000·(1+r)^−36,
+    // r = 0.0495/12.
+    assert_eq!(schedule["initialLiability"], "412388.03");
+    let rows = schedule["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 36);
+    // Amounts come with exactly two decimals: compare them in öre.
+    let money = |v: &Value| -> i64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
+    for row in rows {
+        assert_eq!(
+            money(&row["opening"]) + money(&row["interest"]) - money(&row["payment"]),
+            money(&row["closing"]),
+            "roll-forward of {row}"
+        );
+    }
+    assert_eq!(rows[35]["closing"], "0.00");
+    assert_eq!(money(&rows[35]["residual"]), 21_000_000);
+    // Today (2026-11-21) falls in the period from 2026-11-01: after its payment, with
+    // 20 of its 30 days of interest accrued.
+    let current = rows.iter().find(|r| r["start"] == "2026-11-01").unwrap();
+    let expected = (money(&current["opening"]) - money(&current["payment"])) as f64
+        + money(&current["interest"]) as f64 * 20.0 / 30.0;
+    let debt_today = money(&body["debtToday"]) as f64;
+    assert!(
+        (debt_today - expected).abs() <= 1.0,
+        "{debt_today} vs {expected}"
+    );
+
+    // A contract without any rate has no schedule; bad parameters are named.
+    let mut no_rate = contract("LC-NORATE");
+    no_rate.as_object_mut().unwrap().remove("interestRate");
+    let created = app.create_contract(&owner.token, &no_rate).await;
+    let response = app
+        .authed(
+            &owner.token,
+            Method::GET,
+            &format!("/contracts/{}/schedule", created["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let response = app
+        .authed(&owner.token, Method::GET, &format!("{path}?until=soon"))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        error_codes(&body),
+        [("until".into(), "invalid_date".into())]
+    );
+    let other = app.sign_up().await;
+    let response = app
+        .authed(&other.token, Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::NOT_FOUND).await;
+}

@@ -66,6 +66,7 @@ mod tests {
                 "/auth/signup",
                 "/contracts",
                 "/contracts/{id}",
+                "/contracts/{id}/schedule",
                 "/fx/convert",
                 "/me",
                 "/rates",

@@ -18,6 +18,7 @@ use domain::contracts::{
 use domain::ids::ContractId;
 use domain::input::date;
 use domain::money::Money;
+use domain::schedule::{LiabilitySchedule, ScheduleRow};
 use domain::store::Table;
 use domain::validation::FieldIssue;
 use serde::Serialize;
@@ -50,13 +51,15 @@ pub fn router(state: ContractsState) -> Router {
     Router::new()
         .route("/contracts", get(list).post(create))
         .route("/contracts/{id}", get(read).patch(update).delete(delete))
+        .route("/contracts/{id}/schedule", get(schedule))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, read, update, delete),
+    paths(create, list, read, update, delete, schedule),
     components(schemas(
+        ContractSchedule, LiabilitySchedule, ScheduleRow,
         Contract, NewContract, ContractChanges, ContractList, MoneyInput, Money, Category,
         ContractStatus, PaymentFrequency, PaymentTiming
     )),
@@ -337,4 +340,74 @@ async fn delete(
         .delete(&caller.actor(), contract_id(&id)?, expected)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A contract's lease liability, period by period, and its leasing debt today.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractSchedule {
+    pub contract_id: ContractId,
+    /// The leasing debt today (the liability at the start of today, after today's
+    /// payments), rounded to the currency's minor unit.
+    #[schema(value_type = String, example = "398123.45")]
+    #[serde(with = "rust_decimal::serde::str")]
+    pub debt_today: rust_decimal::Decimal,
+    /// Amounts rounded to the currency's minor unit; each row still adds up.
+    pub schedule: LiabilitySchedule,
+}
+
+/// The liability schedule of a contract (IFRS 16 / K3 lease liability).
+#[utoipa::path(
+    get,
+    path = "/contracts/{id}/schedule",
+    tag = "contracts",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "Contract id"),
+        ("until" = Option<String>, Query, format = Date,
+            description = "For an extended contract: run the schedule to this day (default today)"),
+    ),
+    responses(
+        (status = 200, description = "The schedule", body = ContractSchedule),
+        (status = 400, description = "Invalid parameter",
+            body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "The contract has no interest rate to discount with",
+            body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn schedule(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<ContractSchedule>, ApiError> {
+    caller.require(Permission::ReadContracts)?;
+    let mut until = None;
+    for (name, value) in params {
+        match name.as_str() {
+            "until" => {
+                until = Some(date(&value).map_err(|issue| {
+                    ApiError::InvalidParameters(vec![InvalidValue::parameter("until", issue)])
+                })?)
+            }
+            _ => {
+                return Err(ApiError::InvalidParameters(vec![InvalidValue::parameter(
+                    &name,
+                    FieldIssue::UnknownField,
+                )]));
+            }
+        }
+    }
+    let contract_id = contract_id(&id)?;
+    let (schedule, debt_today) = state
+        .contracts
+        .schedule(caller.tenant, contract_id, until)
+        .await?;
+    let digits = schedule.currency.minor_unit_digits();
+    Ok(Json(ContractSchedule {
+        contract_id,
+        debt_today: debt_today
+            .round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::MidpointNearestEven),
+        schedule: schedule.rounded(),
+    }))
 }

@@ -101,6 +101,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("concurrent change")]
     ConcurrentChange,
+    #[error("no schedule: {0}")]
+    NoSchedule(String),
     #[error("no exchange rate {from}/{to} on or before {date}")]
     NoRate {
         from: String,
@@ -144,6 +146,7 @@ impl ApiError {
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
             ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
+            NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         };
@@ -386,6 +389,7 @@ impl From<ContractError> for ApiError {
                 )])
             }
             ContractError::Forbidden(role) => ApiError::Forbidden(role),
+            ContractError::Schedule(error) => ApiError::NoSchedule(error.to_string()),
             ContractError::Store(error) => error.into(),
         }
     }

@@ -10,6 +10,7 @@ use crate::input::{Field, choice, date};
 use crate::keys;
 use crate::money::{AnnualRate, Currency, Money};
 use crate::rates::{Observation, SeriesId, SeriesKind};
+use crate::schedule::LiabilitySchedule;
 use crate::store::{
     Condition, Cursor, Index, IndexKey, Item, Key, Query, StoreError, Table, WriteOp,
 };
@@ -909,6 +910,8 @@ pub enum ContractError {
     #[error("role {0} may not do this")]
     Forbidden(Role),
     #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -1142,6 +1145,21 @@ impl ContractService {
             }
             start_after = page.next;
         }
+    }
+
+    /// The contract's liability schedule (to `until` for an extended contract) and its
+    /// leasing debt today.
+    pub async fn schedule(
+        &self,
+        tenant: TenantId,
+        id: ContractId,
+        until: Option<NaiveDate>,
+    ) -> Result<(LiabilitySchedule, rust_decimal::Decimal), ContractError> {
+        let contract = self.get(tenant, id).await?;
+        let today = self.clock.today();
+        let schedule = crate::schedule::build(&contract, None, until.or(Some(today)))?;
+        let debt_today = schedule.liability_at(today);
+        Ok((schedule, debt_today))
     }
 
     pub async fn update(

@@ -13,5 +13,6 @@ pub mod keys;
 pub mod money;
 pub mod organization;
 pub mod rates;
+pub mod schedule;
 pub mod store;
 pub mod validation;
