@@ -84,8 +84,8 @@ echo "revision: $REVISION"
 if [[ $SKIP_BUILD != 1 ]]; then
     log "build: cargo build --release -p leasedesk"
     (cd "$ROOT" && cargo build --release -p leasedesk)
-    log "build: cargo build --release -p auth -p contracts -p apidoc --bins"
-    (cd "$ROOT" && cargo build --release -p auth -p contracts -p apidoc --bins)
+    log "build: cargo build --release -p auth -p contracts -p apidoc -p rates --bins"
+    (cd "$ROOT" && cargo build --release -p auth -p contracts -p apidoc -p rates --bins)
 fi
 [[ -x $SERVER_BIN ]] || die "$SERVER_BIN is missing (run without SKIP_BUILD=1)"
 
@@ -271,7 +271,7 @@ phase "POST /contracts" create create.lua /contracts '@PHASE@'
 # ---------------------------------------------------------------------------------------
 log "Lambda binaries"
 LAMBDA_ROWS=()
-for bin in auth contracts apidoc; do
+for bin in auth contracts apidoc rates rates-poller; do
     file=$TARGET_DIR/release/$bin
     [[ -f $file ]] || die "$file is missing"
     bytes=$(stat -c %s "$file")
@@ -282,9 +282,9 @@ ARCH=$(uname -m)
 ARM_ROWS=()
 if cargo lambda --version >/dev/null 2>&1; then
     log "cargo lambda build --release --arm64"
-    if (cd "$ROOT" && cargo lambda build --release --arm64 --bin auth --bin contracts --bin apidoc) \
+    if (cd "$ROOT" && cargo lambda build --release --arm64 --bin auth --bin contracts --bin apidoc --bin rates --bin rates-poller) \
         >"$WORK/cargo-lambda.log" 2>&1; then
-        for bin in auth contracts apidoc; do
+        for bin in auth contracts apidoc rates rates-poller; do
             file=$TARGET_DIR/lambda/$bin/bootstrap
             [[ -f $file ]] && ARM_ROWS+=("| $bin (arm64 bootstrap) | $(stat -c %s "$file") | $(awk -v b="$(stat -c %s "$file")" 'BEGIN {printf "%.1f", b / 1048576}') |")
         done
