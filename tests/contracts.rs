@@ -643,3 +643,132 @@ async fn the_liability_schedule_of_a_contract() {
         .unwrap();
     problem(response, StatusCode::NOT_FOUND).await;
 }
+
+async fn export(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    language: &str,
+) -> (String, Vec<Vec<String>>) {
+    let response = app
+        .authed(token, Method::GET, &format!("/contracts/export{query}"))
+        .header("accept-language", language)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"contracts-")
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert!(
+        bytes.starts_with("\u{feff}".as_bytes()),
+        "a byte-order mark for Excel"
+    );
+    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    let delimiter = if language == "en" { b',' } else { b';' };
+    let rows = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (text, rows)
+}
+
+#[tokio::test]
+async fn export_in_the_callers_language_is_audited() {
+    use domain::store::{Query, Table};
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let mut car = contract("LC-CAR");
+    car["notes"] = json!("Winter tyres; \"premium\" service");
+    let car = app.create_contract(&owner.token, &car).await;
+    let mut laptop = contract("LC-IT");
+    laptop["category"] = json!("it");
+    laptop["description"] = json!("Laptops, 40 pcs");
+    laptop.as_object_mut().unwrap().remove("residualValue");
+    app.create_contract(&owner.token, &laptop).await;
+    let schedule: Value = app
+        .authed(
+            &owner.token,
+            Method::GET,
+            &format!("/contracts/{}/schedule", car["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let debt = schedule["debtToday"].as_str().unwrap().to_owned();
+
+    let (_, rows) = export(&app, &owner.token, "", "en").await;
+    assert_eq!(rows.len(), 3, "a header and two contracts");
+    assert_eq!(&rows[0][..3], ["Contract number", "Lessor", "Description"]);
+    assert_eq!(rows[0].last().unwrap(), "Leasing debt today");
+    let car_row = rows.iter().find(|r| r[0] == "LC-CAR").unwrap();
+    assert_eq!(car_row[3], "vehicle");
+    assert_eq!(car_row[9], "active");
+    assert_eq!(car_row[10], "6899.00");
+    assert_eq!(car_row[11], "SEK");
+    assert_eq!(car_row[14], "210000.00");
+    assert_eq!(car_row[15], "4.95");
+    assert_eq!(car_row[18], debt);
+    let laptop_row = rows.iter().find(|r| r[0] == "LC-IT").unwrap();
+    assert_eq!(
+        laptop_row[2], "Laptops, 40 pcs",
+        "a comma inside a field is quoted"
+    );
+    assert_eq!(laptop_row[14], "", "no residual value");
+
+    let (text, rows) = export(&app, &owner.token, "?category=vehicle", "sv-SE,sv;q=0.9").await;
+    assert!(
+        text.starts_with("Avtalsnummer;Leasegivare;Beskrivning;"),
+        "{text}"
+    );
+    assert_eq!(rows.len(), 2, "only vehicles");
+    assert_eq!(rows[1][10], "6899,00");
+    assert_eq!(rows[1][15], "4,95");
+    assert_eq!(rows[1][18], debt.replace('.', ","));
+
+    let response = app
+        .authed(&owner.token, Method::GET, "/contracts/export?limit=5")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        error_codes(&body),
+        [("limit".into(), "unknown_field".into())]
+    );
+
+    // Both exports are in the audit trail, with their filters and sizes.
+    let table = adapters::embedded::SqliteTable::open(&e2e::data_file(app.data.path())).unwrap();
+    let page = table
+        .query(
+            Query::partition(format!("T#{}", owner.tenant))
+                .begins_with("AUDIT#")
+                .limit(100),
+        )
+        .await
+        .unwrap();
+    let exports: Vec<&Value> = page
+        .items
+        .iter()
+        .map(|item| &item.attributes["after"])
+        .filter(|after| after.get("rows").is_some())
+        .collect();
+    assert_eq!(exports.len(), 2);
+    assert_eq!(exports[0]["rows"], 2);
+    assert_eq!(exports[1]["rows"], 1);
+    assert_eq!(exports[1]["filter"]["category"], "vehicle");
+}

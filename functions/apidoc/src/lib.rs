@@ -65,6 +65,7 @@ mod tests {
                 "/auth/login",
                 "/auth/signup",
                 "/contracts",
+                "/contracts/export",
                 "/contracts/{id}",
                 "/contracts/{id}/schedule",
                 "/fx/convert",

@@ -51,13 +51,14 @@ pub fn router(state: ContractsState) -> Router {
     Router::new()
         .route("/contracts", get(list).post(create))
         .route("/contracts/{id}", get(read).patch(update).delete(delete))
+        .route("/contracts/export", get(export))
         .route("/contracts/{id}/schedule", get(schedule))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, read, update, delete, schedule),
+    paths(create, list, export, read, update, delete, schedule),
     components(schemas(
         ContractSchedule, LiabilitySchedule, ScheduleRow,
         Contract, NewContract, ContractChanges, ContractList, MoneyInput, Money, Category,
@@ -202,6 +203,23 @@ async fn list(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<ContractList>, ApiError> {
     caller.require(Permission::ReadContracts)?;
+    let (filter, limit, after) = list_parameters(params, true)?;
+    let page = state
+        .contracts
+        .list(caller.tenant, &filter, limit, after)
+        .await?;
+    Ok(Json(ContractList {
+        items: page.contracts,
+        next_cursor: page.next.as_ref().map(api::cursor::encode),
+    }))
+}
+
+/// The list's filters, and with `paging` its `limit` and `cursor`; every unknown or
+/// invalid parameter is named.
+fn list_parameters(
+    params: Vec<(String, String)>,
+    paging: bool,
+) -> Result<(ContractFilter, usize, Option<ListPosition>), ApiError> {
     let mut filter = ContractFilter::default();
     let mut limit = 50;
     let mut after = None;
@@ -223,31 +241,25 @@ async fn list(
                 Err(issue) => problem(issue),
             },
             "q" => filter.q = Some(value).filter(|q| !q.trim().is_empty()),
-            "limit" => match value.parse::<usize>() {
+            "limit" if paging => match value.parse::<usize>() {
                 Ok(n) if (1..=ContractService::MAX_PAGE).contains(&n) => limit = n,
                 _ => problem(FieldIssue::InvalidInteger {
                     min: 1,
                     max: ContractService::MAX_PAGE as i64,
                 }),
             },
-            "cursor" => match api::cursor::decode::<ListPosition>(&value) {
+            "cursor" if paging => match api::cursor::decode::<ListPosition>(&value) {
                 Ok(position) => after = Some(position),
                 Err(_) => problem(FieldIssue::InvalidCursor),
             },
             _ => problem(FieldIssue::UnknownField),
         }
     }
-    if !invalid.is_empty() {
-        return Err(ApiError::InvalidParameters(invalid));
+    if invalid.is_empty() {
+        Ok((filter, limit, after))
+    } else {
+        Err(ApiError::InvalidParameters(invalid))
     }
-    let page = state
-        .contracts
-        .list(caller.tenant, &filter, limit, after)
-        .await?;
-    Ok(Json(ContractList {
-        items: page.contracts,
-        next_cursor: page.next.as_ref().map(api::cursor::encode),
-    }))
 }
 
 /// One contract.
@@ -410,4 +422,164 @@ async fn schedule(
             .round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::MidpointNearestEven),
         schedule: schedule.rounded(),
     }))
+}
+
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters; `export` reads them with the list's parser.
+struct ExportParams {
+    status: Option<ContractStatus>,
+    category: Option<Category>,
+    lessor: Option<String>,
+    #[param(value_type = Option<String>, format = Date)]
+    ends_before: Option<String>,
+    q: Option<String>,
+}
+
+/// The filtered contract list as CSV for Excel, with status and today's leasing debt.
+///
+/// Headers come in the caller's language (`Accept-Language`). English gets commas and
+/// decimal points; the Nordic and Baltic languages get semicolons and decimal commas, as
+/// Excel expects there. UTF-8 with a byte-order mark. Every export is audited.
+#[utoipa::path(
+    get,
+    path = "/contracts/export",
+    tag = "contracts",
+    security(("bearer" = [])),
+    params(ExportParams),
+    responses(
+        (status = 200, description = "The contracts", content_type = "text/csv", body = String),
+        (status = 400, description = "Unknown or invalid parameter",
+            body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn export(
+    State(state): State<ContractsState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadContracts)?;
+    let (filter, _, _) = list_parameters(params, false)?;
+    let lang = api::i18n::Lang::negotiate(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let rows = state.contracts.export(&caller.actor(), &filter).await?;
+    let body = contracts_csv(&rows, lang).map_err(ApiError::internal)?;
+    let today = chrono::Utc::now().date_naive();
+    let disposition = format!("attachment; filename=\"contracts-{today}.csv\"");
+    let mut response = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_LANGUAGE,
+                HeaderValue::from_static(lang.code()),
+            ),
+        ],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+const CSV_COLUMNS: [&str; 19] = [
+    "contractNumber",
+    "lessor",
+    "description",
+    "category",
+    "registrationNumber",
+    "costCenter",
+    "startDate",
+    "endDate",
+    "terminationDate",
+    "status",
+    "payment",
+    "currency",
+    "paymentFrequency",
+    "paymentTiming",
+    "residualValue",
+    "interestRate",
+    "rateReference",
+    "currentRate",
+    "debtToday",
+];
+
+/// An enum value as the API spells it (`vehicle`, `monthly`), so an export re-imports.
+fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Writes the rows as CSV in `lang`'s conventions.
+fn contracts_csv(
+    rows: &[(Contract, Option<rust_decimal::Decimal>)],
+    lang: api::i18n::Lang,
+) -> Result<Vec<u8>, csv::Error> {
+    let comma = lang.decimal_comma();
+    let number = |value: rust_decimal::Decimal| {
+        let text = value.to_string();
+        if comma { text.replace('.', ",") } else { text }
+    };
+    let money = |amount: i64, digits: u32| number(rust_decimal::Decimal::new(amount, digits));
+    // Excel opens UTF-8 correctly only with the byte-order mark.
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(if comma { b';' } else { b',' })
+            .from_writer(&mut out);
+        writer.write_record(
+            CSV_COLUMNS
+                .iter()
+                .map(|column| api::i18n::message(lang, &format!("csv.{column}"), &[])),
+        )?;
+        for (contract, debt) in rows {
+            let digits = contract.payment.currency.minor_unit_digits();
+            let optional = |value: Option<String>| value.unwrap_or_default();
+            writer.write_record([
+                contract.contract_number.clone(),
+                contract.lessor.clone(),
+                contract.description.clone(),
+                wire_name(&contract.category),
+                optional(contract.registration_number.clone()),
+                optional(contract.cost_center.clone()),
+                contract.start_date.to_string(),
+                contract.end_date.to_string(),
+                optional(contract.termination_date.map(|d| d.to_string())),
+                wire_name(&contract.status),
+                money(contract.payment.amount, digits),
+                contract.payment.currency.code().to_owned(),
+                wire_name(&contract.payment_frequency),
+                wire_name(&contract.payment_timing),
+                optional(contract.residual_value.map(|r| money(r.amount, digits))),
+                optional(contract.interest_rate.map(|r| number(r.percent()))),
+                optional(
+                    contract
+                        .rate_reference
+                        .as_ref()
+                        .map(|r| format!("{} + {}", r.series, number(r.margin.percent()))),
+                ),
+                optional(contract.current_rate.map(|r| number(r.percent()))),
+                optional(debt.map(|d| {
+                    number(d.round_dp_with_strategy(
+                        digits,
+                        rust_decimal::RoundingStrategy::MidpointNearestEven,
+                    ))
+                })),
+            ])?;
+        }
+        writer.flush()?;
+    }
+    Ok(out)
 }

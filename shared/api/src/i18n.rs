@@ -56,6 +56,12 @@ impl Lang {
         }
     }
 
+    /// Whether numbers are written with a decimal comma (and CSV fields then separated
+    /// by semicolons, as Excel expects in these locales).
+    pub fn decimal_comma(self) -> bool {
+        self != Lang::En
+    }
+
     /// The best language for an `Accept-Language` header; English when nothing matches.
     /// Norwegian `no` and `nn` are served Bokmål.
     pub fn negotiate(accept_language: Option<&str>) -> Lang {

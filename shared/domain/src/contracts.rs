@@ -928,6 +928,8 @@ pub struct ContractService {
 
 impl ContractService {
     pub const MAX_PAGE: usize = 200;
+    /// The most contracts one export holds.
+    pub const MAX_EXPORT: usize = 200_000;
 
     pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
         Self { table, clock }
@@ -1145,6 +1147,52 @@ impl ContractService {
             }
             start_after = page.next;
         }
+    }
+
+    /// Every contract matching `filter`, each with its leasing debt today (`None` when it
+    /// has no rate to discount with), for an export. The export itself is audited.
+    pub async fn export(
+        &self,
+        actor: &Actor,
+        filter: &ContractFilter,
+    ) -> Result<Vec<(Contract, Option<rust_decimal::Decimal>)>, ContractError> {
+        let today = self.clock.today();
+        let mut rows = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .list(actor.tenant, filter, Self::MAX_PAGE, after.take())
+                .await?;
+            for contract in page.contracts {
+                let debt = crate::schedule::build(&contract, None, Some(today))
+                    .ok()
+                    .map(|schedule| schedule.liability_at(today));
+                rows.push((contract, debt));
+            }
+            match page.next {
+                Some(next) if rows.len() < Self::MAX_EXPORT => after = Some(next),
+                _ => break,
+            }
+        }
+        let audit = AuditEvent::change(
+            actor,
+            self.clock.now(),
+            "contracts.exported",
+            format!("organization:{}", actor.tenant),
+            None,
+            Some(serde_json::json!({
+                "filter": {
+                    "status": filter.status,
+                    "category": filter.category,
+                    "lessor": filter.lessor,
+                    "endsBefore": filter.ends_before,
+                    "q": filter.q,
+                },
+                "rows": rows.len(),
+            })),
+        );
+        self.table.transact_write(vec![audit.write_op()]).await?;
+        Ok(rows)
     }
 
     /// The contract's liability schedule (to `until` for an extended contract) and its
