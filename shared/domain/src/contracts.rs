@@ -459,82 +459,33 @@ struct PartialTerms {
 }
 
 impl PartialTerms {
-    /// The terms, when every field parsed and the rules across fields hold.
+    /// The terms, when every field parsed and the rules across fields hold. A field is
+    /// `None` only where an error was recorded.
     fn finish(self, errors: ValidationErrors) -> Result<Terms, ValidationErrors> {
-        let PartialTerms {
-            contract_number,
-            lessor,
-            description,
-            category,
-            registration_number,
-            cost_center,
-            start_date,
-            end_date,
-            termination_date,
-            payment,
-            payment_frequency,
-            payment_timing,
-            residual_value,
-            interest_rate,
-            rate_reference,
-            notes,
-        } = self;
-        match (
-            contract_number,
-            lessor,
-            description,
-            category,
-            registration_number,
-            cost_center,
-            start_date,
-            end_date,
-            termination_date,
-            payment,
-            payment_frequency,
-            payment_timing,
-            residual_value,
-            interest_rate,
-            rate_reference,
-            notes,
-        ) {
-            (
-                Some(contract_number),
-                Some(lessor),
-                Some(description),
-                Some(category),
-                Some(registration_number),
-                Some(cost_center),
-                Some(start_date),
-                Some(end_date),
-                Some(termination_date),
-                Some(payment),
-                Some(payment_frequency),
-                Some(payment_timing),
-                Some(residual_value),
-                Some(interest_rate),
-                Some(rate_reference),
-                Some(notes),
-            ) if errors.is_empty() => Terms {
-                contract_number,
-                lessor,
-                description,
-                category,
-                registration_number,
-                cost_center,
-                start_date,
-                end_date,
-                termination_date,
-                payment,
-                payment_frequency,
-                payment_timing,
-                residual_value,
-                interest_rate,
-                rate_reference,
-                notes,
-            }
-            .checked(),
-            _ => Err(errors),
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        let terms = (|| {
+            Some(Terms {
+                contract_number: self.contract_number?,
+                lessor: self.lessor?,
+                description: self.description?,
+                category: self.category?,
+                registration_number: self.registration_number?,
+                cost_center: self.cost_center?,
+                start_date: self.start_date?,
+                end_date: self.end_date?,
+                termination_date: self.termination_date?,
+                payment: self.payment?,
+                payment_frequency: self.payment_frequency?,
+                payment_timing: self.payment_timing?,
+                residual_value: self.residual_value?,
+                interest_rate: self.interest_rate?,
+                rate_reference: self.rate_reference?,
+                notes: self.notes?,
+            })
+        })();
+        terms.map_or(Err(errors), Terms::checked)
     }
 }
 
