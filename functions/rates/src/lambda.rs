@@ -1,34 +1,22 @@
 //! Cold-start wiring of the rates functions on AWS Lambda.
 
 use domain::rates::feed::RateFeed;
-use domain::store::Table;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
     #[error("secret {name} could not be read: {reason}")]
     Secret { name: &'static str, reason: String },
     #[error(transparent)]
     Feeds(#[from] adapters::feeds::FeedSetupError),
 }
 
-/// The table named by `TABLE_NAME`.
-pub async fn table_from_env() -> Result<Arc<dyn Table>, SetupError> {
-    let name = std::env::var("TABLE_NAME").map_err(|_| SetupError::Missing("TABLE_NAME"))?;
-    let config = adapters::aws::aws_config_from_env().await;
-    Ok(Arc::new(adapters::aws::DynamoTable::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        name,
-    )))
-}
-
 /// The public rate sources, with the optional API keys read once from the secrets
 /// named by `FIXER_API_KEY_SECRET_ARN` and `RIKSBANK_SUBSCRIPTION_KEY_SECRET_ARN`.
-pub async fn feeds_from_env() -> Result<Vec<Arc<dyn RateFeed>>, SetupError> {
-    let config = adapters::aws::aws_config_from_env().await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+pub async fn feeds_from_env(
+    config: &adapters::aws::SdkConfig,
+) -> Result<Vec<Arc<dyn RateFeed>>, SetupError> {
+    let secrets = aws_sdk_secretsmanager::Client::new(config);
     let fixer_api_key = optional_secret(&secrets, "FIXER_API_KEY_SECRET_ARN").await?;
     let riksbank_subscription_key =
         optional_secret(&secrets, "RIKSBANK_SUBSCRIPTION_KEY_SECRET_ARN").await?;

@@ -51,6 +51,8 @@ async fn from_api_gateway(mut request: Request) -> Request {
 
 /// What every data-serving function builds once per cold start.
 pub struct Environment {
+    /// The AWS SDK configuration, loaded once, for any further clients the function needs.
+    pub aws: adapters::aws::SdkConfig,
     pub table: std::sync::Arc<dyn domain::store::Table>,
     pub tokens: std::sync::Arc<crate::AccessTokens>,
     pub clock: std::sync::Arc<dyn domain::clock::Clock>,
@@ -72,11 +74,20 @@ fn var(name: &'static str) -> Result<String, EnvironmentError> {
     std::env::var(name).map_err(|_| EnvironmentError::Missing(name))
 }
 
+/// The table named by `TABLE_NAME`.
+pub fn table_from_env(
+    config: &adapters::aws::SdkConfig,
+) -> Result<std::sync::Arc<dyn domain::store::Table>, EnvironmentError> {
+    Ok(std::sync::Arc::new(adapters::aws::DynamoTable::new(
+        aws_sdk_dynamodb::Client::new(config),
+        var("TABLE_NAME")?,
+    )))
+}
+
 impl Environment {
     /// Reads `TABLE_NAME`, `JWT_SECRET_ARN`, `TOKEN_ISSUER`, `TOKEN_AUDIENCE` and
     /// `ACCESS_TOKEN_TTL_SECONDS` (default 900), and fetches the signing secret.
     pub async fn load() -> Result<Self, EnvironmentError> {
-        let table_name = var("TABLE_NAME")?;
         let secret_id = var("JWT_SECRET_ARN")?;
         let ttl_seconds = match std::env::var("ACCESS_TOKEN_TTL_SECONDS") {
             Ok(text) => text
@@ -101,10 +112,9 @@ impl Environment {
         let clock: std::sync::Arc<dyn domain::clock::Clock> =
             std::sync::Arc::new(domain::clock::SystemClock);
         let tokens = crate::AccessTokens::new(secret.as_bytes(), settings, clock.clone())?;
-        let table =
-            adapters::aws::DynamoTable::new(aws_sdk_dynamodb::Client::new(&config), table_name);
         Ok(Self {
-            table: std::sync::Arc::new(table),
+            table: table_from_env(&config)?,
+            aws: config,
             tokens: std::sync::Arc::new(tokens),
             clock,
         })

@@ -9,8 +9,10 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     api::telemetry::init(true);
-    let table = rates::lambda::table_from_env().await?;
-    let feeds = rates::lambda::feeds_from_env().await?;
+    // No HTTP, so no token settings: only the table and the feeds, from one SDK config.
+    let config = adapters::aws::aws_config_from_env().await;
+    let table = api::lambda::table_from_env(&config)?;
+    let feeds = rates::lambda::feeds_from_env(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = Arc::new(RateService::new(table, clock.clone(), feeds));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

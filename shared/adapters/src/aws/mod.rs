@@ -3,6 +3,7 @@
 pub mod dynamodb;
 pub mod secrets;
 
+pub use aws_config::SdkConfig;
 pub use dynamodb::DynamoTable;
 
 /// The SDK configuration from the environment (region, credentials, and endpoint
