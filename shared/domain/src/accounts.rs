@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::ids::{TenantId, UserId};
 use crate::keys;
 use crate::organization::{Organization, OrganizationNumber};
-use crate::store::{Attributes, Condition, Item, StoreError, Table, WriteOp};
+use crate::store::{Condition, Item, StoreError, Table, WriteOp, from_item, to_attributes};
 use crate::validation::{FieldIssue, ValidationErrors, text};
 use argon2::password_hash::{PasswordHash, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -377,24 +377,6 @@ impl AccountService {
             })
             .await
     }
-}
-
-/// A record serialized into a new item's attributes.
-pub(crate) fn to_attributes(value: &impl Serialize) -> Result<Attributes, StoreError> {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(StoreError::Invalid(
-            "a record must serialize to an object".into(),
-        )),
-        Err(e) => Err(StoreError::Invalid(format!("record not serializable: {e}"))),
-    }
-}
-
-/// A record read back from an item's attributes.
-pub(crate) fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::Object(item.attributes)).map_err(|e| {
-        StoreError::Unavailable(format!("stored record {:?} is unreadable: {e}", item.key))
-    })
 }
 
 fn put_new(key: crate::store::Key, value: &impl Serialize) -> Result<WriteOp, StoreError> {

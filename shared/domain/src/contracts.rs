@@ -2,7 +2,6 @@
 //! service that creates, reads, lists, changes and deletes them.
 
 use crate::access::Role;
-use crate::accounts::{from_item, to_attributes};
 use crate::audit::{Actor, AuditEvent};
 use crate::clock::Clock;
 use crate::ids::{ContractId, TenantId, UserId};
@@ -12,7 +11,8 @@ use crate::money::{AnnualRate, Currency, Money};
 use crate::rates::{Observation, SeriesId, SeriesKind};
 use crate::schedule::LiabilitySchedule;
 use crate::store::{
-    Condition, Cursor, Index, IndexKey, Item, Key, Query, StoreError, Table, WriteOp,
+    Condition, Cursor, Index, IndexKey, Item, Key, Query, StoreError, Table, WriteOp, from_item,
+    to_attributes,
 };
 use crate::validation::{FieldIssue, ValidationErrors, text};
 use chrono::{DateTime, Days, NaiveDate, Utc};

@@ -311,6 +311,24 @@ pub trait Table: Send + Sync + 'static {
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 }
 
+/// A record serialized into a new item's attributes.
+pub fn to_attributes(value: &impl serde::Serialize) -> Result<Attributes, StoreError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(StoreError::Invalid(
+            "a record must serialize to an object".into(),
+        )),
+        Err(e) => Err(StoreError::Invalid(format!("record not serializable: {e}"))),
+    }
+}
+
+/// A record read back from an item's attributes.
+pub fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::Object(item.attributes)).map_err(|e| {
+        StoreError::Unavailable(format!("stored record {:?} is unreadable: {e}", item.key))
+    })
+}
+
 /// Checks the port rules shared by every adapter, so they reject the same requests.
 pub fn validate_item(item: &Item) -> Result<(), StoreError> {
     validate_key(&item.key)?;

@@ -3,11 +3,10 @@
 
 use super::feed::{FetchRequest, RateFeed};
 use super::{Observation, SeriesId, SeriesKind, Source};
-use crate::accounts::{from_item, to_attributes};
 use crate::clock::Clock;
 use crate::keys;
 use crate::money::{Currency, Money};
-use crate::store::{Condition, Item, Query, StoreError, Table};
+use crate::store::{Condition, Item, Query, StoreError, Table, from_item, to_attributes};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
