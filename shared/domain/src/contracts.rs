@@ -5,7 +5,7 @@ use crate::access::Role;
 use crate::audit::{Actor, AuditEvent};
 use crate::clock::Clock;
 use crate::ids::{ContractId, TenantId, UserId};
-use crate::input::{Field, choice, date};
+use crate::input::{Field, date};
 use crate::keys;
 use crate::money::{AnnualRate, Currency, Money};
 use crate::rates::{Observation, SeriesId, SeriesKind};
@@ -20,6 +20,24 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// Gives an enum `NAMES` (its names on the wire, as serde spells them) and a `parse`
+/// that answers [`FieldIssue::InvalidChoice`] listing them. A test holds the names to
+/// serde's.
+macro_rules! wire_names {
+    ($enum:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $enum {
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            pub fn parse(value: &str) -> Result<Self, FieldIssue> {
+                match value {
+                    $($name => Ok($enum::$variant),)+
+                    _ => Err(FieldIssue::InvalidChoice { allowed: Self::NAMES }),
+                }
+            }
+        }
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
@@ -30,20 +48,13 @@ pub enum Category {
     Other,
 }
 
-impl Category {
-    pub const NAMES: &'static [&'static str] = &["vehicle", "it", "machinery", "property", "other"];
-    const OPTIONS: &'static [(&'static str, Category)] = &[
-        ("vehicle", Category::Vehicle),
-        ("it", Category::It),
-        ("machinery", Category::Machinery),
-        ("property", Category::Property),
-        ("other", Category::Other),
-    ];
-
-    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
-        choice(value, Self::OPTIONS, Self::NAMES)
-    }
-}
+wire_names!(Category {
+    Vehicle => "vehicle",
+    It => "it",
+    Machinery => "machinery",
+    Property => "property",
+    Other => "other",
+});
 
 /// How often a payment falls due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -54,18 +65,11 @@ pub enum PaymentFrequency {
     Yearly,
 }
 
-impl PaymentFrequency {
-    pub const NAMES: &'static [&'static str] = &["monthly", "quarterly", "yearly"];
-    const OPTIONS: &'static [(&'static str, PaymentFrequency)] = &[
-        ("monthly", PaymentFrequency::Monthly),
-        ("quarterly", PaymentFrequency::Quarterly),
-        ("yearly", PaymentFrequency::Yearly),
-    ];
-
-    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
-        choice(value, Self::OPTIONS, Self::NAMES)
-    }
-}
+wire_names!(PaymentFrequency {
+    Monthly => "monthly",
+    Quarterly => "quarterly",
+    Yearly => "yearly",
+});
 
 /// Whether each payment is due at the start (advance) or end (arrears) of its period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -75,17 +79,10 @@ pub enum PaymentTiming {
     Arrears,
 }
 
-impl PaymentTiming {
-    pub const NAMES: &'static [&'static str] = &["advance", "arrears"];
-    const OPTIONS: &'static [(&'static str, PaymentTiming)] = &[
-        ("advance", PaymentTiming::Advance),
-        ("arrears", PaymentTiming::Arrears),
-    ];
-
-    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
-        choice(value, Self::OPTIONS, Self::NAMES)
-    }
-}
+wire_names!(PaymentTiming {
+    Advance => "advance",
+    Arrears => "arrears",
+});
 
 /// Where a contract stands on a given day. Derived from its dates, never stored.
 #[derive(
@@ -106,22 +103,17 @@ pub enum ContractStatus {
     Terminated,
 }
 
+wire_names!(ContractStatus {
+    Upcoming => "upcoming",
+    Active => "active",
+    Ending => "ending",
+    Extended => "extended",
+    Terminated => "terminated",
+});
+
 impl ContractStatus {
-    pub const NAMES: &'static [&'static str] =
-        &["upcoming", "active", "ending", "extended", "terminated"];
-    const OPTIONS: &'static [(&'static str, ContractStatus)] = &[
-        ("upcoming", ContractStatus::Upcoming),
-        ("active", ContractStatus::Active),
-        ("ending", ContractStatus::Ending),
-        ("extended", ContractStatus::Extended),
-        ("terminated", ContractStatus::Terminated),
-    ];
     /// A contract is `ending` this many days before its end date.
     pub const ENDING_WINDOW_DAYS: u64 = 90;
-
-    pub fn parse(value: &str) -> Result<Self, FieldIssue> {
-        choice(value, Self::OPTIONS, Self::NAMES)
-    }
 
     pub fn on(
         today: NaiveDate,
@@ -1498,6 +1490,24 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn wire_names_are_serdes() {
+        fn check<T: Serialize + std::fmt::Debug>(
+            names: &[&str],
+            parse: impl Fn(&str) -> Result<T, FieldIssue>,
+        ) {
+            for name in names {
+                let value = parse(name).unwrap();
+                assert_eq!(serde_json::to_value(&value).unwrap(), *name, "{value:?}");
+            }
+            assert!(parse("nonsense").is_err());
+        }
+        check(Category::NAMES, Category::parse);
+        check(PaymentFrequency::NAMES, PaymentFrequency::parse);
+        check(PaymentTiming::NAMES, PaymentTiming::parse);
+        check(ContractStatus::NAMES, ContractStatus::parse);
     }
 
     #[test]

@@ -98,19 +98,6 @@ impl<T> Field<T> {
     }
 }
 
-/// Parses one of a fixed set of lower-case names.
-pub fn choice<T: Copy>(
-    value: &str,
-    options: &[(&'static str, T)],
-    allowed: &'static [&'static str],
-) -> Result<T, FieldIssue> {
-    options
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or(FieldIssue::InvalidChoice { allowed })
-}
-
 /// An ISO 8601 calendar date, `YYYY-MM-DD`.
 pub fn date(value: &str) -> Result<chrono::NaiveDate, FieldIssue> {
     if value.len() != 10 {
