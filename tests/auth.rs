@@ -47,13 +47,8 @@ async fn sign_up_log_in_and_see_yourself() {
     assert_eq!(token["expiresIn"], 900);
 
     let me: Value = app
-        .authed(token["accessToken"].as_str().unwrap(), Method::GET, "/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(token["accessToken"].as_str().unwrap(), "/me")
+        .await;
     assert_eq!(me, profile);
 }
 

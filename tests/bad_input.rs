@@ -5,14 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn contract_count(app: &TestApp, token: &str) -> usize {
-    let list: Value = app
-        .authed(token, Method::GET, "/contracts?limit=200")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json(token, "/contracts?limit=200").await;
     list["items"].as_array().unwrap().len()
 }
 
@@ -240,14 +233,7 @@ async fn a_bad_patch_changes_nothing() {
         [("If-Match".into(), "invalid_header".into())]
     );
 
-    let now: Value = app
-        .authed(&owner.token, Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.get_json(&owner.token, &path).await;
     assert_eq!(now, created);
 }
 
@@ -282,14 +268,7 @@ async fn bad_list_parameters_and_ids() {
         app.create_contract(&owner.token, &contract(&format!("LC-{}", uuid_like())))
             .await;
     }
-    let page: Value = app
-        .authed(&owner.token, Method::GET, "/contracts?limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json(&owner.token, "/contracts?limit=1").await;
     let cursor = page["nextCursor"].as_str().unwrap();
     let response = app
         .authed(

@@ -88,14 +88,7 @@ async fn create_read_update_delete() {
         .await
         .unwrap();
     problem(response, StatusCode::PRECONDITION_REQUIRED).await;
-    let still: Value = app
-        .authed(&owner.token, Method::GET, &location)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let still: Value = app.get_json(&owner.token, &location).await;
     assert_eq!(still, updated);
 
     let response = app
@@ -185,14 +178,7 @@ async fn idempotent_create() {
     problem(different, StatusCode::UNPROCESSABLE_ENTITY).await;
 
     // Exactly one contract exists.
-    let list: Value = app
-        .authed(&owner.token, Method::GET, "/contracts")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json(&owner.token, "/contracts").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     // Concurrent retries with a fresh key also create exactly one.
@@ -245,14 +231,7 @@ async fn another_organizations_contract_does_not_exist() {
         let response = request.send().await.unwrap();
         problem(response, StatusCode::NOT_FOUND).await;
     }
-    let list: Value = app
-        .authed(&theirs.token, Method::GET, "/contracts")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json(&theirs.token, "/contracts").await;
     assert_eq!(list["items"], json!([]));
     // Untouched for its owner.
     let response = app
@@ -311,18 +290,6 @@ async fn roles_decide_who_may_write() {
             problem(delete, StatusCode::FORBIDDEN).await;
         }
     }
-}
-
-async fn list(app: &TestApp, token: &str, query: &str) -> Value {
-    let response = app
-        .authed(token, Method::GET, &format!("/contracts{query}"))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{query}: {body}");
-    body
 }
 
 fn numbers(page: &Value) -> Vec<String> {
@@ -407,57 +374,90 @@ async fn list_filters_and_pages() {
     }
 
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?status=upcoming").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?status=upcoming"))
+                .await
+        ),
         ["UP-1"]
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?status=ending").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?status=ending"))
+                .await
+        ),
         ["END-1"]
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?status=extended").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?status=extended"))
+                .await
+        ),
         ["EXT-1"]
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?status=terminated").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?status=terminated"))
+                .await
+        ),
         ["TER-1"]
     );
     assert_eq!(
-        list(&app, &owner.token, "?status=active").await["items"]
+        app.get_json(&owner.token, &format!("/contracts{}", "?status=active"))
+            .await["items"]
             .as_array()
             .unwrap()
             .len(),
         8
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?category=vehicle").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?category=vehicle"))
+                .await
+        ),
         ["ACT-1", "EXT-1"]
     );
     assert_eq!(
         numbers(
-            &list(
-                &app,
+            &app.get_json(
                 &owner.token,
-                "?lessor=VOLVOFINANS%20BANK%20AB&category=vehicle"
+                "/contracts?lessor=VOLVOFINANS%20BANK%20AB&category=vehicle"
             )
             .await
         ),
         ["ACT-1", "EXT-1"]
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?endsBefore=2027-01-16").await),
+        numbers(
+            &app.get_json(
+                &owner.token,
+                &format!("/contracts{}", "?endsBefore=2027-01-16")
+            )
+            .await
+        ),
         ["EXT-1", "TER-1", "END-1"],
         "ordered by end date"
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?q=xyz987").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?q=xyz987"))
+                .await
+        ),
         ["END-1"]
     );
     assert_eq!(
-        numbers(&list(&app, &owner.token, "?q=ter-").await),
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?q=ter-"))
+                .await
+        ),
         ["TER-1"]
     );
-    assert!(numbers(&list(&app, &owner.token, "?q=nothing-matches").await).is_empty());
+    assert!(
+        numbers(
+            &app.get_json(&owner.token, &format!("/contracts{}", "?q=nothing-matches"))
+                .await
+        )
+        .is_empty()
+    );
 
     // Pages of 5 over all 12, then over the 7 bulk ones by lessor: every item once.
     for (query, total) in [
@@ -473,7 +473,7 @@ async fn list_filters_and_pages() {
             if let Some(c) = &cursor {
                 q.push_str(&format!("&cursor={c}"));
             }
-            let page = list(&app, &owner.token, &q).await;
+            let page = app.get_json(&owner.token, &format!("/contracts{q}")).await;
             pages += 1;
             assert!(page["items"].as_array().unwrap().len() <= 5);
             seen.extend(numbers(&page));

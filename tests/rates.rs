@@ -98,14 +98,6 @@ fn feeds(server: &MockServer) -> Vec<std::sync::Arc<dyn domain::rates::feed::Rat
     .expect("feeds")
 }
 
-async fn get(app: &TestApp, token: &str, path: &str) -> Value {
-    let response = app.authed(token, Method::GET, path).send().await.unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
 async fn refresh(app: &TestApp, token: &str) -> Value {
     let response = app
         .authed(token, Method::POST, "/rates/refresh")
@@ -132,7 +124,7 @@ async fn a_poll_fills_the_series_and_the_api_serves_them() {
     let again = refresh(&app, &owner.token).await;
     assert_eq!(again["stored"], 0, "{again}");
 
-    let catalogue = get(&app, &owner.token, "/rates").await;
+    let catalogue = app.get_json(&owner.token, "/rates").await;
     let by_id = |id: &str| {
         catalogue["items"]
             .as_array()
@@ -158,27 +150,27 @@ async fn a_poll_fills_the_series_and_the_api_serves_them() {
     assert_eq!(eur_sek["base"], "EUR");
     assert_eq!(eur_sek["quote"], "SEK");
 
-    let series = get(
-        &app,
-        &owner.token,
-        "/rates/SECBREPOEFF?from=2026-11-01&to=2026-11-21",
-    )
-    .await;
+    let series = app
+        .get_json(
+            &owner.token,
+            "/rates/SECBREPOEFF?from=2026-11-01&to=2026-11-21",
+        )
+        .await;
     assert_eq!(
         series["observations"],
         json!([{"date": "2026-11-19", "value": "1.75"}, {"date": "2026-11-20", "value": "1.75"}])
     );
-    let latest = get(&app, &owner.token, "/rates/SWESTR/latest").await;
+    let latest = app.get_json(&owner.token, "/rates/SWESTR/latest").await;
     assert_eq!(latest["value"], "1.652");
     assert_eq!(latest["date"], "2026-11-20");
 
     // 100.00 EUR on Saturday uses Friday's rate.
-    let conversion = get(
-        &app,
-        &owner.token,
-        "/fx/convert?from=EUR&to=SEK&amount=10000&date=2026-11-21",
-    )
-    .await;
+    let conversion = app
+        .get_json(
+            &owner.token,
+            "/fx/convert?from=EUR&to=SEK&amount=10000&date=2026-11-21",
+        )
+        .await;
     assert_eq!(
         conversion["converted"],
         json!({"amount": 111000, "currency": "SEK"})
@@ -186,19 +178,16 @@ async fn a_poll_fills_the_series_and_the_api_serves_them() {
     assert_eq!(conversion["rateDate"], "2026-11-20");
     assert_eq!(conversion["source"], "ecb");
     // A cross rate through the euro: 100.00 USD = 100 * 11.10 / 1.05 SEK on the 19th... 20th.
-    let cross = get(
-        &app,
-        &owner.token,
-        "/fx/convert?from=USD&to=SEK&amount=10000",
-    )
-    .await;
+    let cross = app
+        .get_json(&owner.token, "/fx/convert?from=USD&to=SEK&amount=10000")
+        .await;
     assert_eq!(cross["converted"]["amount"], 105714); // 1057.142857 SEK, rounded
-    let earlier = get(
-        &app,
-        &owner.token,
-        "/fx/convert?from=SEK&to=USD&amount=110000&date=2026-11-19",
-    )
-    .await;
+    let earlier = app
+        .get_json(
+            &owner.token,
+            "/fx/convert?from=SEK&to=USD&amount=110000&date=2026-11-19",
+        )
+        .await;
     assert_eq!(earlier["converted"]["amount"], 10400); // 1100 SEK / 11.00 * 1.04
     assert_eq!(earlier["rateDate"], "2026-11-19");
 
@@ -246,7 +235,7 @@ async fn a_poll_fills_the_series_and_the_api_serves_them() {
         .await
         .unwrap();
     problem(response, StatusCode::FORBIDDEN).await;
-    get(&app, &viewer, "/rates").await;
+    app.get_json(&viewer, "/rates").await;
 }
 
 #[tokio::test]
@@ -288,16 +277,16 @@ async fn a_variable_rate_contract_follows_its_reference() {
     let report = refresh(&app, &owner.token).await;
     assert_eq!(report["contractsRepriced"], 1, "{report}");
 
-    let moved = get(&app, &owner.token, &contract_path).await;
+    let moved = app.get_json(&owner.token, &contract_path).await;
     assert_eq!(moved["currentRate"], "3.552");
     assert_eq!(moved["currentRateDate"], "2026-11-21");
     assert_eq!(moved["version"], 2);
-    let fixed_now = get(
-        &app,
-        &owner.token,
-        &format!("/contracts/{}", fixed["id"].as_str().unwrap()),
-    )
-    .await;
+    let fixed_now = app
+        .get_json(
+            &owner.token,
+            &format!("/contracts/{}", fixed["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(fixed_now["version"], 1);
 
     // Switching to a fixed rate takes the contract off the reference.
@@ -388,9 +377,9 @@ async fn an_unreachable_source_keeps_the_last_values_and_others_go_on() {
     let token = app.log_in(&owner.email, e2e::PASSWORD).await;
     let report = refresh(&app, &token).await;
     assert_eq!(report["unreachable"][0]["source"], "riksbank", "{report}");
-    let latest = get(&app, &token, "/rates/SECBREPOEFF/latest").await;
+    let latest = app.get_json(&token, "/rates/SECBREPOEFF/latest").await;
     assert_eq!(latest["value"], "1.75", "last known value kept");
-    let catalogue = get(&app, &token, "/rates").await;
+    let catalogue = app.get_json(&token, "/rates").await;
     let policy = catalogue["items"]
         .as_array()
         .unwrap()

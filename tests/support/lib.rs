@@ -139,6 +139,19 @@ impl TestApp {
         self.request(method, path).bearer_auth(token)
     }
 
+    /// GETs `path` as the holder of `token`, expecting 200, and returns the JSON body.
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        let response = self
+            .authed(token, Method::GET, path)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
     pub async fn create_contract(&self, token: &str, body: &Value) -> Value {
         let response = self
             .authed(token, Method::POST, "/contracts")
