@@ -468,7 +468,7 @@ async fn export(
     );
     let rows = state.contracts.export(&caller.actor(), &filter).await?;
     let body = contracts_csv(&rows, lang).map_err(ApiError::internal)?;
-    let today = chrono::Utc::now().date_naive();
+    let today = state.contracts.today();
     let disposition = format!("attachment; filename=\"contracts-{today}.csv\"");
     let mut response = (
         [

@@ -878,6 +878,11 @@ impl ContractService {
         Self { table, clock }
     }
 
+    /// Today by the service's clock.
+    pub fn today(&self) -> NaiveDate {
+        self.clock.today()
+    }
+
     fn require_write(actor: &Actor) -> Result<(), ContractError> {
         if actor.role.allows(crate::access::Permission::WriteContracts) {
             Ok(())
