@@ -1,13 +1,15 @@
 //! The contracts function: the contract register of an organization — create, read,
 //! list with filters, change with optimistic concurrency, delete.
 
+mod portfolio;
+
 use api::openapi::CommonParts;
 use api::problem::{InvalidValue, ProblemDocument};
 use api::{AccessTokens, ApiError, Caller, IfMatch, JsonBody, etag};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::access::Permission;
 use domain::clock::Clock;
@@ -16,6 +18,7 @@ use domain::contracts::{
     IdempotencyKey, ListPosition, MoneyInput, NewContract, PaymentFrequency, PaymentTiming,
 };
 use domain::ids::ContractId;
+use domain::portfolio::{PortfolioService, PortfolioSettings};
 use domain::input::date;
 use domain::money::Money;
 use domain::schedule::{LiabilitySchedule, ScheduleRow};
@@ -28,13 +31,25 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 #[derive(Clone)]
 pub struct ContractsState {
     contracts: Arc<ContractService>,
+    portfolio: Arc<PortfolioService>,
     tokens: Arc<AccessTokens>,
 }
 
 impl ContractsState {
     pub fn new(table: Arc<dyn Table>, tokens: Arc<AccessTokens>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_portfolio_defaults(table, tokens, clock, PortfolioService::standard_defaults())
+    }
+
+    /// `defaults`: the dashboard settings of an organization that has not chosen its own.
+    pub fn with_portfolio_defaults(
+        table: Arc<dyn Table>,
+        tokens: Arc<AccessTokens>,
+        clock: Arc<dyn Clock>,
+        defaults: PortfolioSettings,
+    ) -> Self {
         Self {
-            contracts: Arc::new(ContractService::new(table, clock)),
+            contracts: Arc::new(ContractService::new(table.clone(), clock.clone())),
+            portfolio: Arc::new(PortfolioService::new(table, clock, defaults)),
             tokens,
         }
     }
@@ -53,19 +68,30 @@ pub fn router(state: ContractsState) -> Router {
         .route("/contracts/{id}", get(read).patch(update).delete(delete))
         .route("/contracts/export", get(export))
         .route("/contracts/{id}/schedule", get(schedule))
+        .route("/portfolio", get(portfolio::dashboard))
+        .route("/portfolio/recompute", post(portfolio::recompute))
+        .route(
+            "/portfolio/settings",
+            get(portfolio::settings).patch(portfolio::update_settings),
+        )
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, export, read, update, delete, schedule),
+    paths(create, list, export, read, update, delete, schedule,
+        portfolio::dashboard, portfolio::recompute, portfolio::settings,
+        portfolio::update_settings),
     components(schemas(
         ContractSchedule, LiabilitySchedule, ScheduleRow,
         Contract, NewContract, ContractChanges, ContractList, MoneyInput, Money, Category,
         ContractStatus, PaymentFrequency, PaymentTiming
     )),
     modifiers(&CommonParts),
-    tags((name = "contracts", description = "The contract register"))
+    tags(
+        (name = "contracts", description = "The contract register"),
+        (name = "portfolio", description = "Leasing debt, its change, average rate and savings"),
+    )
 )]
 struct ContractsApi;
 
@@ -419,7 +445,7 @@ async fn schedule(
     Ok(Json(ContractSchedule {
         contract_id,
         debt_today: debt_today
-            .round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::MidpointNearestEven),
+            .round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
         schedule: schedule.rounded(),
     }))
 }
@@ -492,7 +518,7 @@ async fn export(
     Ok(response)
 }
 
-const CSV_COLUMNS: [&str; 19] = [
+pub(crate) const CSV_COLUMNS: [&str; 19] = [
     "contractNumber",
     "lessor",
     "description",
@@ -574,7 +600,7 @@ fn contracts_csv(
                 optional(debt.map(|d| {
                     number(d.round_dp_with_strategy(
                         digits,
-                        rust_decimal::RoundingStrategy::MidpointNearestEven,
+                        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
                     ))
                 })),
             ])?;

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use domain::access::Role;
 use domain::accounts::AccountError;
 use domain::contracts::ContractError;
+use domain::portfolio::PortfolioError;
 use domain::rates::RatesError;
 use domain::store::StoreError;
 use domain::validation::{FieldError, FieldIssue, ValidationErrors};
@@ -391,6 +392,17 @@ impl From<ContractError> for ApiError {
             ContractError::Forbidden(role) => ApiError::Forbidden(role),
             ContractError::Schedule(error) => ApiError::NoSchedule(error.to_string()),
             ContractError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<PortfolioError> for ApiError {
+    fn from(error: PortfolioError) -> Self {
+        match error {
+            PortfolioError::Forbidden(role) => ApiError::Forbidden(role),
+            PortfolioError::Invalid(errors) => ApiError::invalid_body(errors),
+            PortfolioError::Contention => ApiError::ConcurrentChange,
+            PortfolioError::Store(error) => error.into(),
         }
     }
 }

@@ -34,7 +34,7 @@ impl Role {
         match permission {
             ReadProfile | ReadContracts | ReadRates => true,
             WriteContracts => matches!(self, Role::Owner | Role::Admin | Role::Editor),
-            RefreshRates => matches!(self, Role::Owner | Role::Admin),
+            RefreshRates | AdministerPortfolio => matches!(self, Role::Owner | Role::Admin),
         }
     }
 }
@@ -70,15 +70,18 @@ pub enum Permission {
     ReadRates,
     /// Polling the rate sources now, outside the schedule.
     RefreshRates,
+    /// The dashboard's settings, and rebuilding its figures.
+    AdministerPortfolio,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::ReadProfile,
         Permission::ReadContracts,
         Permission::WriteContracts,
         Permission::ReadRates,
         Permission::RefreshRates,
+        Permission::AdministerPortfolio,
     ];
 }
 

@@ -8,6 +8,7 @@ use crate::ids::{ContractId, TenantId, UserId};
 use crate::input::{Field, date};
 use crate::keys;
 use crate::money::{AnnualRate, Currency, Money};
+use crate::portfolio::commit_with_portfolio;
 use crate::rates::{Observation, SeriesId, SeriesKind};
 use crate::schedule::LiabilitySchedule;
 use crate::store::{
@@ -943,7 +944,8 @@ impl ContractService {
             });
         }
         ops.extend(reference_marker(actor.tenant, &contract)?);
-        match self.table.transact_write(ops).await {
+        let changes = [(None, Some(&contract))];
+        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes).await {
             Ok(()) => Ok(Created {
                 contract,
                 replayed: false,
@@ -1219,7 +1221,8 @@ impl ContractService {
             }
             ops.extend(reference_marker(actor.tenant, &updated)?);
         }
-        match self.table.transact_write(ops).await {
+        let changes = [(Some(&current), Some(&updated))];
+        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes).await {
             Ok(()) => Ok(updated),
             Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => {
                 self.stale_or_gone(actor.tenant, id, current.version).await
@@ -1275,7 +1278,8 @@ impl ContractService {
                 condition: Condition::None,
             });
         }
-        match self.table.transact_write(ops).await {
+        let changes = [(Some(&current), None)];
+        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes).await {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => self
                 .stale_or_gone(actor.tenant, id, current.version)
@@ -1465,7 +1469,8 @@ async fn reprice(
             },
             audit.write_op(),
         ];
-        match table.transact_write(ops).await {
+        let changes = [(Some(&current), Some(&updated))];
+        match commit_with_portfolio(table, tenant, ops, &changes).await {
             Ok(()) => return Ok(true),
             Err(StoreError::TransactionCanceled { .. }) => continue,
             Err(other) => return Err(other.into()),

@@ -13,6 +13,11 @@
 //! | rate series         | `RATES`               | `SERIES#<series>`                   |                  |                    |
 //! | rate observation    | `RATE#<series>`       | `<date>`                            |                  |                    |
 //! | rate reference      | `RATEREF#<series>`    | `T#<tenant>#<contract>`             |                  |                    |
+//! | portfolio epoch     | `T#<tenant>`          | `PORTFOLIO`                         |                  |                    |
+//! | portfolio totals    | `T#<tenant>`          | `PORTFOLIO#TOTALS`                  |                  |                    |
+//! | portfolio settings  | `T#<tenant>`          | `PORTFOLIO#SETTINGS`                |                  |                    |
+//! | dashboard list entry| `T#<tenant>`          | `DASH#<epoch>#<list>#<rank>#<id>`   |                  |                    |
+//! | portfolio registry  | `PORTFOLIOS`          | `T#<tenant>`                        |                  |                    |
 //!
 //! Access patterns (no scan anywhere):
 //! - log in by e-mail: get `EMAIL#<email>`, then get the user;
@@ -28,6 +33,9 @@
 //! - a series between two dates, or its latest value on or before a day: query
 //!   `RATE#<series>` between two dates (backward, limit 1, for the latest);
 //! - contracts priced off a series, when it moves: query `RATEREF#<series>`.
+//! - the dashboard: query prefix `PORTFOLIO` (epoch, totals and settings in one read),
+//!   then the first entries of a list: query prefix `DASH#<epoch>#<list>#`;
+//! - the nightly roll of every organization's dashboard: query `PORTFOLIOS`.
 //!
 //! Every tenant-scoped key, in the table and in the index, starts with `T#<tenant>`, so an
 //! IAM `dynamodb:LeadingKeys` condition can fence tenants. Only sign-up and login touch
@@ -131,6 +139,53 @@ pub fn rate_reference(series: &SeriesId, tenant: TenantId, contract: ContractId)
         rate_references_partition(series),
         format!("T#{tenant}#{contract}"),
     )
+}
+
+pub const PORTFOLIO_PREFIX: &str = "PORTFOLIO";
+pub const DASHBOARD_PREFIX: &str = "DASH#";
+pub const PORTFOLIOS_PARTITION: &str = "PORTFOLIOS";
+
+/// The portfolio aggregate's epoch: the day its figures are as of.
+pub fn portfolio_epoch(tenant: TenantId) -> Key {
+    Key::new(tenant_partition(tenant), PORTFOLIO_PREFIX)
+}
+
+pub fn portfolio_totals(tenant: TenantId) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{PORTFOLIO_PREFIX}#TOTALS"),
+    )
+}
+
+pub fn portfolio_settings(tenant: TenantId) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{PORTFOLIO_PREFIX}#SETTINGS"),
+    )
+}
+
+/// The sort-key prefix of one dashboard list of one epoch.
+pub fn dashboard_list_prefix(epoch: &str, list: &str) -> String {
+    format!("{DASHBOARD_PREFIX}{epoch}#{list}#")
+}
+
+/// A contract's entry in a dashboard list; `rank` orders the list.
+pub fn dashboard_entry(
+    tenant: TenantId,
+    epoch: &str,
+    list: &str,
+    rank: &str,
+    contract: ContractId,
+) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{}{rank}#{contract}", dashboard_list_prefix(epoch, list)),
+    )
+}
+
+/// Lists an organization for the nightly roll of dashboards.
+pub fn portfolio_registration(tenant: TenantId) -> Key {
+    Key::new(PORTFOLIOS_PARTITION, tenant_partition(tenant))
 }
 
 #[cfg(test)]

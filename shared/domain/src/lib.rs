@@ -12,6 +12,7 @@ pub mod input;
 pub mod keys;
 pub mod money;
 pub mod organization;
+pub mod portfolio;
 pub mod rates;
 pub mod schedule;
 pub mod store;

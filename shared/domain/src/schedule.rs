@@ -236,11 +236,7 @@ pub fn build(
     };
     let payment = minor_units(contract.payment.amount, currency);
     let frequency = contract.payment_frequency;
-    let months_per_period = match frequency {
-        PaymentFrequency::Monthly => 1,
-        PaymentFrequency::Quarterly => 3,
-        PaymentFrequency::Yearly => 12,
-    };
+    let months_per_period = months_per_period(frequency);
     let period_rate = (annual_rate / Decimal::ONE_HUNDRED)
         .checked_div(Decimal::from(12 / months_per_period))
         .ok_or(ScheduleError::Overflow)?;
@@ -329,6 +325,99 @@ pub fn build(
         total_interest,
         rows,
     })
+}
+
+/// The leasing debt on each of `dates`, each exactly as
+/// `build(contract, None, Some(date)).liability_at(date)` gives it: the planned term's
+/// schedule for days up to the end date (or with a termination date), and for a day of
+/// an open-ended extension only the period that contains it, as the extension is
+/// cancellable period by period. Builds at most two schedules, however many dates.
+pub fn debts_on(contract: &Contract, dates: &[NaiveDate]) -> Result<Vec<Decimal>, ScheduleError> {
+    let planned = build(contract, None, None)?;
+    let months_per_period = months_per_period(contract.payment_frequency);
+    // Every extension period is a full one at the same payment and rate, so one
+    // schedule ending in an extension period gives the shape of them all.
+    let mut extension_row: Option<ScheduleRow> = None;
+    let mut debts = Vec::with_capacity(dates.len());
+    for &date in dates {
+        if contract.termination_date.is_some() || date <= contract.end_date {
+            debts.push(planned.liability_at(date));
+            continue;
+        }
+        let row = match extension_row {
+            Some(row) => row,
+            None => {
+                let schedule = build(contract, None, Some(date))?;
+                let row = *schedule.rows.last().ok_or(ScheduleError::Overflow)?;
+                extension_row = Some(row);
+                row
+            }
+        };
+        let (start, end) = period_containing(contract.start_date, date, months_per_period)?;
+        let length = (end - start).num_days();
+        let elapsed = (date - start).num_days();
+        let paid = if contract.payment_timing == PaymentTiming::Advance {
+            row.payment - row.residual
+        } else {
+            Decimal::ZERO
+        };
+        debts.push(
+            row.opening - paid + row.interest * Decimal::from(elapsed) / Decimal::from(length),
+        );
+    }
+    Ok(debts)
+}
+
+/// An amount rounded to the currency's minor unit (half away from zero, as
+/// [`LiabilitySchedule::rounded`] shows it), in minor units.
+pub fn to_minor_units(value: Decimal, currency: Currency) -> Option<i64> {
+    let digits = currency.minor_unit_digits();
+    let scaled = value
+        .checked_mul(Decimal::from(10_i64.pow(digits)))?
+        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
+    i64::try_from(scaled).ok()
+}
+
+/// The payment period `[start, end)` of the calendar anchored at `anchor` that contains
+/// `date` (on or after `anchor`).
+fn period_containing(
+    anchor: NaiveDate,
+    date: NaiveDate,
+    months_per_period: u32,
+) -> Result<(NaiveDate, NaiveDate), ScheduleError> {
+    let months = (date.year() - anchor.year()) * 12 + date.month() as i32 - anchor.month() as i32;
+    // An estimate at most one period late; step back until the period starts in time.
+    let mut k =
+        u32::try_from(months.max(0)).map_err(|_| ScheduleError::Overflow)? / months_per_period + 1;
+    loop {
+        let start = if k == 1 {
+            anchor
+        } else {
+            anniversary(anchor, k - 1, months_per_period)?
+        };
+        if start <= date {
+            let end = anniversary(anchor, k, months_per_period)?;
+            if date < end {
+                return Ok((start, end));
+            }
+            k += 1;
+        } else if k > 1 {
+            k -= 1;
+        } else {
+            return Err(ScheduleError::EndBeforeStart {
+                start: anchor,
+                end: date,
+            });
+        }
+    }
+}
+
+fn months_per_period(frequency: PaymentFrequency) -> u32 {
+    match frequency {
+        PaymentFrequency::Monthly => 1,
+        PaymentFrequency::Quarterly => 3,
+        PaymentFrequency::Yearly => 12,
+    }
 }
 
 /// A period on the calendar: `end` is `full_end` unless the horizon cuts it short.
@@ -998,5 +1087,48 @@ mod tests {
         assert_eq!(json["rows"][0]["payment"], "6899.00");
         assert_eq!(json["rows"][35]["closing"], "0.00");
         assert_eq!(json["rows"][35]["residual"], "210000.00");
+    }
+
+    #[test]
+    fn debts_on_many_dates_equal_one_schedule_per_date() {
+        use PaymentFrequency::*;
+        use PaymentTiming::*;
+        let mut compared = 0;
+        for frequency in [Monthly, Quarterly, Yearly] {
+            for timing in [Advance, Arrears] {
+                for (start, end, terminated) in [
+                    ("2023-01-31", "2025-01-30", None),
+                    ("2024-03-15", "2025-09-14", None),
+                    ("2024-03-15", "2025-09-14", Some("2026-02-01")),
+                    ("2022-06-01", "2024-06-01", Some("2023-12-31")),
+                ] {
+                    let mut contract =
+                        contract(start, end, 6899, frequency, timing, Some(25_000), "4.95");
+                    contract.termination_date = terminated.map(d);
+                    // Every day from before the start to long into the extension.
+                    let dates: Vec<NaiveDate> = d("2021-12-25")
+                        .iter_days()
+                        .step_by(3)
+                        .take_while(|day| *day < d("2027-03-01"))
+                        .collect();
+                    let debts = debts_on(&contract, &dates).unwrap();
+                    for (date, debt) in dates.iter().zip(debts) {
+                        let one = build(&contract, None, Some(*date)).unwrap();
+                        assert_eq!(debt, one.liability_at(*date), "{date} {contract:?}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 3 * 2 * 4 * 631);
+    }
+
+    #[test]
+    fn minor_units_round_half_away_from_zero() {
+        assert_eq!(to_minor_units(dec("12.345"), sek()), Some(1235));
+        assert_eq!(to_minor_units(dec("-12.345"), sek()), Some(-1235));
+        assert_eq!(to_minor_units(dec("12.3449999"), sek()), Some(1234));
+        let yen = Currency::parse("JPY").unwrap();
+        assert_eq!(to_minor_units(dec("1234.5"), yen), Some(1235));
     }
 }

@@ -264,8 +264,8 @@ impl RateService {
                 (Leg::Pivot, Leg::Pivot) | (_, Leg::Missing) | (Leg::Missing, _) => {
                     return Ok(None);
                 }
-                (Leg::Pivot, Leg::Quoted(value, date)) => (Decimal::ONE, value, date),
-                (Leg::Quoted(value, date), Leg::Pivot) => (value, Decimal::ONE, date),
+                (Leg::Pivot, Leg::Quoted(value, date)) => (Fraction::ONE, value, date),
+                (Leg::Quoted(value, date), Leg::Pivot) => (value, Fraction::ONE, date),
                 (Leg::Quoted(from_value, from_date), Leg::Quoted(to_value, to_date)) => {
                     if from_date != to_date {
                         day = from_date.min(to_date);
@@ -274,7 +274,7 @@ impl RateService {
                     (from_value, to_value, from_date)
                 }
             };
-            return Ok(from_value.checked_div(to_value).map(|rate| (rate, date)));
+            return Ok(from_value.over(to_value).map(|rate| (rate, date)));
         }
         Ok(None)
     }
@@ -307,13 +307,19 @@ impl RateService {
             let Some(observation) = self.observation_on_or_before(&info.id, day).await? else {
                 continue;
             };
+            if observation.value.is_zero() {
+                continue;
+            }
             let value = if inverted {
-                match Decimal::ONE.checked_div(observation.value) {
-                    Some(value) => value,
-                    None => continue,
+                Fraction {
+                    numerator: Decimal::ONE,
+                    denominator: observation.value,
                 }
             } else {
-                observation.value
+                Fraction {
+                    numerator: observation.value,
+                    denominator: Decimal::ONE,
+                }
             };
             return Ok(Leg::Quoted(value, observation.date));
         }
@@ -476,9 +482,31 @@ impl RateService {
 enum Leg {
     /// The currency is the source's pivot.
     Pivot,
-    /// Worth this much pivot currency, as published on this day.
-    Quoted(Decimal, NaiveDate),
+    /// Worth `numerator / denominator` pivot currency, as published on this day. Kept
+    /// as a fraction so a rate published as "units per pivot" is never inverted and
+    /// inverted back (11.1 would come back as 11.0999…).
+    Quoted(Fraction, NaiveDate),
     Missing,
+}
+
+#[derive(Clone, Copy)]
+struct Fraction {
+    numerator: Decimal,
+    denominator: Decimal,
+}
+
+impl Fraction {
+    const ONE: Fraction = Fraction {
+        numerator: Decimal::ONE,
+        denominator: Decimal::ONE,
+    };
+
+    /// `self / other`, or `None` when it does not fit.
+    fn over(self, other: Fraction) -> Option<Decimal> {
+        self.numerator
+            .checked_mul(other.denominator)?
+            .checked_div(self.denominator.checked_mul(other.numerator)?)
+    }
 }
 
 /// `amount` minor units of `from` in minor units of `to` at `rate`.
