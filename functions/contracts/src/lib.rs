@@ -1,12 +1,14 @@
 //! The contracts function: the contract register of an organization — create, read,
 //! list with filters, change with optimistic concurrency, delete.
 
+mod import;
+mod import_csv;
 mod portfolio;
 
 use api::openapi::CommonParts;
 use api::problem::{InvalidValue, ProblemDocument};
 use api::{AccessTokens, ApiError, Caller, IfMatch, JsonBody, etag};
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,9 +20,9 @@ use domain::contracts::{
     IdempotencyKey, ListPosition, MoneyInput, NewContract, PaymentFrequency, PaymentTiming,
 };
 use domain::ids::ContractId;
-use domain::portfolio::{PortfolioService, PortfolioSettings};
 use domain::input::date;
 use domain::money::Money;
+use domain::portfolio::{PortfolioService, PortfolioSettings};
 use domain::schedule::{LiabilitySchedule, ScheduleRow};
 use domain::store::Table;
 use domain::validation::FieldIssue;
@@ -67,6 +69,10 @@ pub fn router(state: ContractsState) -> Router {
         .route("/contracts", get(list).post(create))
         .route("/contracts/{id}", get(read).patch(update).delete(delete))
         .route("/contracts/export", get(export))
+        .route(
+            "/contracts/import",
+            post(import::import).layer(DefaultBodyLimit::max(import::MAX_IMPORT_BYTES)),
+        )
         .route("/contracts/{id}/schedule", get(schedule))
         .route("/portfolio", get(portfolio::dashboard))
         .route("/portfolio/recompute", post(portfolio::recompute))
@@ -79,7 +85,7 @@ pub fn router(state: ContractsState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, export, read, update, delete, schedule,
+    paths(create, list, export, import::import, read, update, delete, schedule,
         portfolio::dashboard, portfolio::recompute, portfolio::settings,
         portfolio::update_settings),
     components(schemas(

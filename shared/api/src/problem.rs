@@ -33,6 +33,8 @@ pub enum Location {
     Parameter(String),
     /// A request header.
     Header(String),
+    /// A field (JSON pointer as in the JSON API) of one row of an uploaded file.
+    Row { row: usize, pointer: String },
 }
 
 /// One invalid value of a request.
@@ -110,6 +112,10 @@ pub enum ApiError {
         to: String,
         date: String,
     },
+    #[error("the file cannot be read: {reason}")]
+    InvalidFile { reason: String },
+    #[error("rows of the file are invalid")]
+    InvalidRows(Vec<InvalidValue>),
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -148,6 +154,8 @@ impl ApiError {
             ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
             NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
+            InvalidFile { .. } => (StatusCode::BAD_REQUEST, "invalid-file"),
+            InvalidRows(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rows"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         };
@@ -158,6 +166,8 @@ impl ApiError {
             PayloadTooLarge { max } => vec![("max", max.to_string())],
             Forbidden(role) => vec![("role", role.to_string())],
             MethodNotAllowed(method) => vec![("method", method.clone())],
+            InvalidFile { reason } => vec![("reason", reason.clone())],
+            InvalidRows(errors) => vec![("count", errors.len().to_string())],
             NoRate { from, to, date } => vec![
                 ("from", from.clone()),
                 ("to", to.clone()),
@@ -170,9 +180,10 @@ impl ApiError {
             _ => Vec::new(),
         };
         let errors = match self {
-            Invalid(errors) | InvalidParameters(errors) | AlreadyRegistered(errors) => {
-                errors.clone()
-            }
+            Invalid(errors)
+            | InvalidParameters(errors)
+            | AlreadyRegistered(errors)
+            | InvalidRows(errors) => errors.clone(),
             ContractNumberTaken => vec![InvalidValue {
                 location: Location::Body("/contractNumber".into()),
                 issue: FieldIssue::AlreadyInUse,
@@ -232,6 +243,9 @@ pub struct ProblemError {
     /// Name of the request header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// The row of an uploaded file (the header is row 1); `pointer` names the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
     /// Stable machine-readable code.
     #[schema(example = "unknown_currency")]
     pub code: String,
@@ -257,15 +271,19 @@ impl Problem {
                 .errors
                 .iter()
                 .map(|error| {
-                    let (pointer, parameter, header) = match &error.location {
-                        Location::Body(p) => (Some(p.clone()), None, None),
-                        Location::Parameter(p) => (None, Some(p.clone()), None),
-                        Location::Header(h) => (None, None, Some(h.clone())),
+                    let (pointer, parameter, header, row) = match &error.location {
+                        Location::Body(p) => (Some(p.clone()), None, None, None),
+                        Location::Parameter(p) => (None, Some(p.clone()), None, None),
+                        Location::Header(h) => (None, None, Some(h.clone()), None),
+                        Location::Row { row, pointer } => {
+                            (Some(pointer.clone()), None, None, Some(*row))
+                        }
                     };
                     ProblemError {
                         pointer,
                         parameter,
                         header,
+                        row,
                         code: error.issue.code().to_owned(),
                         detail: message(
                             lang,

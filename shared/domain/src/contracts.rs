@@ -198,7 +198,7 @@ impl Contract {
         ContractStatus::on(today, self.start_date, self.end_date, self.termination_date)
     }
 
-    fn item(&self, tenant: TenantId) -> Result<Item, StoreError> {
+    pub(crate) fn item(&self, tenant: TenantId) -> Result<Item, StoreError> {
         let mut attributes = to_attributes(self)?;
         // Both are kept by the store or derived; storing them would only go stale.
         attributes.remove("status");
@@ -208,7 +208,7 @@ impl Contract {
             .with_version(self.version))
     }
 
-    fn from_item(item: Item, today: NaiveDate) -> Result<Self, StoreError> {
+    pub(crate) fn from_item(item: Item, today: NaiveDate) -> Result<Self, StoreError> {
         let version = item.version;
         let mut contract: Contract = from_item(item)?;
         contract.version = version;
@@ -217,7 +217,7 @@ impl Contract {
     }
 
     /// The contract as recorded in audit events.
-    fn audit_snapshot(&self) -> serde_json::Value {
+    pub(crate) fn audit_snapshot(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.remove("status");
@@ -366,7 +366,7 @@ pub struct ContractChanges {
 
 /// The validated terms of a contract: what a client may set.
 #[derive(Debug)]
-struct Terms {
+pub(crate) struct Terms {
     contract_number: String,
     lessor: String,
     description: String,
@@ -483,7 +483,7 @@ impl PartialTerms {
 }
 
 impl NewContract {
-    fn validate(self) -> Result<Terms, ValidationErrors> {
+    pub(crate) fn validate(self) -> Result<Terms, ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let e = &mut errors;
         let terms = PartialTerms {
@@ -516,8 +516,33 @@ impl NewContract {
     }
 }
 
+/// A full description of a contract read as changes to an existing one: a field left
+/// out stays as it is, an explicit `null` clears it.
+impl From<NewContract> for ContractChanges {
+    fn from(new: NewContract) -> Self {
+        Self {
+            contract_number: new.contract_number,
+            lessor: new.lessor,
+            description: new.description,
+            category: new.category,
+            registration_number: new.registration_number,
+            cost_center: new.cost_center,
+            start_date: new.start_date,
+            end_date: new.end_date,
+            termination_date: new.termination_date,
+            payment: new.payment,
+            payment_frequency: new.payment_frequency,
+            payment_timing: new.payment_timing,
+            residual_value: new.residual_value,
+            interest_rate: new.interest_rate,
+            rate_reference: new.rate_reference,
+            notes: new.notes,
+        }
+    }
+}
+
 impl ContractChanges {
-    fn apply(self, current: &Contract) -> Result<Terms, ValidationErrors> {
+    pub(crate) fn apply(self, current: &Contract) -> Result<Terms, ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let e = &mut errors;
         let c = current.clone();
@@ -682,7 +707,7 @@ impl Terms {
         errors.finish(|| self)
     }
 
-    fn into_contract(self, id: ContractId, by: UserId, at: DateTime<Utc>) -> Contract {
+    pub(crate) fn into_contract(self, id: ContractId, by: UserId, at: DateTime<Utc>) -> Contract {
         Contract {
             id,
             contract_number: self.contract_number,
@@ -866,8 +891,8 @@ const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
 const LIST_EXAMINE_BUDGET: usize = 2000;
 
 pub struct ContractService {
-    table: Arc<dyn Table>,
-    clock: Arc<dyn Clock>,
+    pub(crate) table: Arc<dyn Table>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl ContractService {
@@ -884,7 +909,7 @@ impl ContractService {
         self.clock.today()
     }
 
-    fn require_write(actor: &Actor) -> Result<(), ContractError> {
+    pub(crate) fn require_write(actor: &Actor) -> Result<(), ContractError> {
         if actor.role.allows(crate::access::Permission::WriteContracts) {
             Ok(())
         } else {
@@ -1293,26 +1318,16 @@ impl ContractService {
     /// Sets the rate in force: the fixed rate, or the reference's latest value plus the
     /// margin. A reference must name an interest-rate series of the catalogue.
     async fn price(&self, contract: &mut Contract) -> Result<(), ContractError> {
-        let Some(reference) = &contract.rate_reference else {
-            contract.current_rate = contract.interest_rate;
-            contract.current_rate_date = None;
-            return Ok(());
+        let info = match &contract.rate_reference {
+            Some(reference) => {
+                crate::rates::service::series_info(self.table.as_ref(), &reference.series)
+                    .await
+                    .map_err(rates_error)?
+            }
+            None => None,
         };
-        let info = crate::rates::service::series_info(self.table.as_ref(), &reference.series)
-            .await
-            .map_err(rates_error)?;
-        let Some(info) = info.filter(|info| info.kind == SeriesKind::InterestRate) else {
-            return Err(ValidationErrors::single(
-                "/rateReference/series",
-                FieldIssue::UnknownSeries,
-            )
-            .into());
-        };
-        contract.current_rate = info
-            .last_observation
-            .map(|observation| reference_rate(observation, reference));
-        contract.current_rate_date = info.last_observation.map(|observation| observation.date);
-        Ok(())
+        price_with(contract, info.as_ref())
+            .map_err(|issue| ValidationErrors::single("/rateReference/series", issue).into())
     }
 
     /// Explains a lost race on a versioned write.
@@ -1339,7 +1354,27 @@ fn position_of(contract: &Contract, by_end_date: bool) -> ListPosition {
     }
 }
 
-fn rates_error(error: crate::rates::RatesError) -> ContractError {
+/// Prices `contract` with `info`, what the catalogue holds on its reference series.
+pub(crate) fn price_with(
+    contract: &mut Contract,
+    info: Option<&crate::rates::SeriesInfo>,
+) -> Result<(), FieldIssue> {
+    let Some(reference) = &contract.rate_reference else {
+        contract.current_rate = contract.interest_rate;
+        contract.current_rate_date = None;
+        return Ok(());
+    };
+    let Some(info) = info.filter(|info| info.kind == SeriesKind::InterestRate) else {
+        return Err(FieldIssue::UnknownSeries);
+    };
+    contract.current_rate = info
+        .last_observation
+        .map(|observation| reference_rate(observation, reference));
+    contract.current_rate_date = info.last_observation.map(|observation| observation.date);
+    Ok(())
+}
+
+pub(crate) fn rates_error(error: crate::rates::RatesError) -> ContractError {
     match error {
         crate::rates::RatesError::Store(store) => ContractError::Store(store),
         other => ContractError::Store(StoreError::Unavailable(other.to_string())),
@@ -1359,7 +1394,10 @@ struct ReferenceMarker {
 }
 
 /// The marker that lets a new observation of the contract's reference series find it.
-fn reference_marker(tenant: TenantId, contract: &Contract) -> Result<Option<WriteOp>, StoreError> {
+pub(crate) fn reference_marker(
+    tenant: TenantId,
+    contract: &Contract,
+) -> Result<Option<WriteOp>, StoreError> {
     let Some(reference) = &contract.rate_reference else {
         return Ok(None);
     };
@@ -1479,7 +1517,10 @@ async fn reprice(
     Err(ContractError::Contention)
 }
 
-fn claim_contract_number(tenant: TenantId, contract: &Contract) -> Result<WriteOp, StoreError> {
+pub(crate) fn claim_contract_number(
+    tenant: TenantId,
+    contract: &Contract,
+) -> Result<WriteOp, StoreError> {
     let mut attributes = crate::store::Attributes::new();
     attributes.insert(
         "contractId".into(),

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clock;
 pub mod contracts;
 pub mod ids;
+pub mod import;
 pub mod input;
 pub mod keys;
 pub mod money;

@@ -1,0 +1,344 @@
+//! Importing a register of contracts: every row validated before anything is written,
+//! then an upsert by contract number, so importing the same file twice changes nothing.
+
+use crate::audit::{Actor, AuditEvent};
+use crate::contracts::{
+    Contract, ContractChanges, ContractError, ContractService, NewContract, claim_contract_number,
+    price_with, rates_error, reference_marker,
+};
+use crate::ids::ContractId;
+use crate::keys;
+use crate::portfolio::commit_with_portfolio;
+use crate::rates::{SeriesId, SeriesInfo};
+use crate::store::{Condition, Query, StoreError, WriteOp};
+use crate::validation::{FieldIssue, ValidationErrors};
+use futures_util::StreamExt;
+use std::collections::{HashMap, HashSet};
+
+/// The most rows one import takes.
+pub const MAX_IMPORT_ROWS: usize = 200_000;
+/// Contracts written per transaction: each takes up to 9 writes with its portfolio share.
+const CONTRACTS_PER_TRANSACTION: usize = 10;
+/// Transactions in flight at once; the store commits them in groups.
+const TRANSACTIONS_IN_FLIGHT: usize = 16;
+
+/// One row of an import.
+#[derive(Clone, Debug)]
+pub struct ImportRow {
+    /// The row's number as the file shows it (the header is row 1).
+    pub row: usize,
+    pub contract: NewContract,
+    /// Problems found reading the row's cells, by field pointer. A field with such a
+    /// problem is left missing, so its "required" problem is not reported again.
+    pub issues: Vec<(String, FieldIssue)>,
+}
+
+/// What is wrong with one field of one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
+    pub row: usize,
+    /// JSON pointer of the field, as in `POST /contracts` (`/payment/amount`).
+    pub pointer: String,
+    pub issue: FieldIssue,
+}
+
+/// What an import did, or would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub rows: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Every problem of every row; a non-empty list means nothing was written.
+    pub problems: Vec<RowProblem>,
+}
+
+/// A row that will be written.
+struct Change {
+    before: Option<Contract>,
+    after: Contract,
+}
+
+impl ContractService {
+    /// Validates every row and, unless `dry_run` or a row has a problem, creates the
+    /// contracts whose number is new and updates those whose terms differ. Rows are
+    /// validated as a whole file: nothing is written when any row has a problem.
+    /// Writes go in transactions of a few contracts, each with its audit events and its
+    /// share of the portfolio; an import interrupted half-way is completed by importing
+    /// the same file again.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        rows: Vec<ImportRow>,
+        dry_run: bool,
+    ) -> Result<ImportReport, ContractError> {
+        Self::require_write(actor)?;
+        let mut report = ImportReport {
+            rows: rows.len(),
+            ..ImportReport::default()
+        };
+        let existing = self.contracts_by_number(actor).await?;
+        let series = self.series_of(&rows).await?;
+        let now = self.clock.now();
+        let today = now.date_naive();
+
+        let mut seen: HashSet<String> = HashSet::with_capacity(rows.len());
+        let mut changes = Vec::new();
+        for row in rows {
+            let reported: Vec<String> = row.issues.iter().map(|(p, _)| p.clone()).collect();
+            for (pointer, issue) in row.issues {
+                report.problems.push(RowProblem {
+                    row: row.row,
+                    pointer,
+                    issue,
+                });
+            }
+            let number = match &row.contract.contract_number {
+                crate::input::Field::Value(number) => number.trim().to_uppercase(),
+                _ => String::new(),
+            };
+            let current = existing.get(&number);
+            // A known number updates its contract: columns the file lacks stay as they
+            // are, blank cells clear.
+            let validated = match current {
+                Some(current) => ContractChanges::from(row.contract).apply(current),
+                None => row.contract.validate(),
+            };
+            let terms = match validated {
+                Ok(terms) => terms,
+                Err(errors) => {
+                    push_problems(&mut report, row.row, &errors, &reported);
+                    continue;
+                }
+            };
+            let mut contract = terms.into_contract(ContractId::generate(), actor.user, now);
+            if !seen.insert(contract.contract_number.to_uppercase()) {
+                report.problems.push(RowProblem {
+                    row: row.row,
+                    pointer: "/contractNumber".into(),
+                    issue: FieldIssue::AlreadyInUse,
+                });
+                continue;
+            }
+            let info = contract
+                .rate_reference
+                .as_ref()
+                .and_then(|reference| series.get(&reference.series).cloned().flatten());
+            if let Err(issue) = price_with(&mut contract, info.as_ref()) {
+                report.problems.push(RowProblem {
+                    row: row.row,
+                    pointer: "/rateReference/series".into(),
+                    issue,
+                });
+                continue;
+            }
+            if !reported.is_empty() {
+                continue;
+            }
+            match current {
+                None => {
+                    contract.status = contract.status_on(today);
+                    report.created += 1;
+                    changes.push(Change {
+                        before: None,
+                        after: contract,
+                    });
+                }
+                Some(current) => {
+                    let mut updated = contract;
+                    updated.id = current.id;
+                    updated.created_at = current.created_at;
+                    updated.created_by = current.created_by;
+                    updated.status = updated.status_on(today);
+                    if same_terms(current, &updated) {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    updated.version = current.version + 1;
+                    report.updated += 1;
+                    changes.push(Change {
+                        before: Some(current.clone()),
+                        after: updated,
+                    });
+                }
+            }
+        }
+        if dry_run || !report.problems.is_empty() {
+            return Ok(report);
+        }
+
+        let batches: Vec<Vec<Change>> = {
+            let mut batches = Vec::new();
+            let mut changes = changes.into_iter().peekable();
+            while changes.peek().is_some() {
+                batches.push(changes.by_ref().take(CONTRACTS_PER_TRANSACTION).collect());
+            }
+            batches
+        };
+        let mut writes = futures_util::stream::iter(batches)
+            .map(|batch| async move { self.write_batch(actor, &batch, now).await })
+            .buffer_unordered(TRANSACTIONS_IN_FLIGHT);
+        while let Some(result) = writes.next().await {
+            result?;
+        }
+        drop(writes);
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "contracts.imported",
+            format!("organization:{}", actor.tenant),
+            None,
+            Some(serde_json::json!({
+                "rows": report.rows,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+            })),
+        );
+        self.table.transact_write(vec![audit.write_op()]).await?;
+        Ok(report)
+    }
+
+    async fn write_batch(
+        &self,
+        actor: &Actor,
+        batch: &[Change],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ContractError> {
+        let tenant = actor.tenant;
+        let mut ops = Vec::new();
+        for change in batch {
+            let after = &change.after;
+            let (action, condition) = match &change.before {
+                None => ("contract.created", Condition::NotExists),
+                Some(before) => ("contract.updated", Condition::VersionIs(before.version)),
+            };
+            ops.push(WriteOp::Put {
+                item: after.item(tenant)?,
+                condition,
+            });
+            if change.before.is_none() {
+                ops.push(claim_contract_number(tenant, after)?);
+            }
+            ops.push(
+                AuditEvent::change(
+                    actor,
+                    now,
+                    action,
+                    format!("contract:{}", after.id),
+                    change.before.as_ref().map(Contract::audit_snapshot),
+                    Some(after.audit_snapshot()),
+                )
+                .write_op(),
+            );
+            let old_series = change
+                .before
+                .as_ref()
+                .and_then(|c| c.rate_reference.as_ref().map(|r| &r.series));
+            let new_series = after.rate_reference.as_ref().map(|r| &r.series);
+            if old_series != new_series {
+                if let Some(series) = old_series {
+                    ops.push(WriteOp::Delete {
+                        key: keys::rate_reference(series, tenant, after.id),
+                        condition: Condition::None,
+                    });
+                }
+                ops.extend(reference_marker(tenant, after)?);
+            }
+        }
+        let changes: Vec<(Option<&Contract>, Option<&Contract>)> = batch
+            .iter()
+            .map(|change| (change.before.as_ref(), Some(&change.after)))
+            .collect();
+        match commit_with_portfolio(self.table.as_ref(), tenant, ops, &changes).await {
+            Ok(()) => Ok(()),
+            // Someone changed or created one of these contracts while the file was read.
+            Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Every contract of the organization by its number in capitals.
+    async fn contracts_by_number(
+        &self,
+        actor: &Actor,
+    ) -> Result<HashMap<String, Contract>, ContractError> {
+        let today = self.clock.today();
+        let mut contracts = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .table
+                .query(
+                    Query::partition(keys::tenant_partition(actor.tenant))
+                        .begins_with(keys::CONTRACT_PREFIX)
+                        .limit(1000)
+                        .start_after(after.take()),
+                )
+                .await?;
+            for item in page.items {
+                let contract = Contract::from_item(item, today)?;
+                contracts.insert(contract.contract_number.to_uppercase(), contract);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(contracts),
+            }
+        }
+    }
+
+    /// The catalogue entry of every reference series the rows name, read once each.
+    async fn series_of(
+        &self,
+        rows: &[ImportRow],
+    ) -> Result<HashMap<SeriesId, Option<SeriesInfo>>, ContractError> {
+        let mut series = HashMap::new();
+        for row in rows {
+            let crate::input::Field::Value(reference) = &row.contract.rate_reference else {
+                continue;
+            };
+            let Ok(id) = SeriesId::parse(&reference.series) else {
+                continue;
+            };
+            if series.contains_key(&id) {
+                continue;
+            }
+            let info = crate::rates::service::series_info(self.table.as_ref(), &id)
+                .await
+                .map_err(rates_error)?;
+            series.insert(id, info);
+        }
+        Ok(series)
+    }
+}
+
+/// Whether `updated` says nothing `current` does not: what the bookkeeping fields aside.
+fn same_terms(current: &Contract, updated: &Contract) -> bool {
+    let mut comparable = updated.clone();
+    comparable.version = current.version;
+    comparable.updated_at = current.updated_at;
+    comparable.updated_by = current.updated_by;
+    comparable.status = current.status;
+    &comparable == current
+}
+
+fn push_problems(
+    report: &mut ImportReport,
+    row: usize,
+    errors: &ValidationErrors,
+    already_reported: &[String],
+) {
+    for error in errors.errors() {
+        let repeated = error.issue == FieldIssue::Required
+            && already_reported
+                .iter()
+                .any(|pointer| pointer.starts_with(&error.pointer));
+        if !repeated {
+            report.problems.push(RowProblem {
+                row,
+                pointer: error.pointer.clone(),
+                issue: error.issue.clone(),
+            });
+        }
+    }
+}
