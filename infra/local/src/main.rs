@@ -103,6 +103,10 @@ impl FeedArgs {
     }
 }
 
+/// glibc's allocator serializes the store's writer thread and the request threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     api::telemetry::init(false);

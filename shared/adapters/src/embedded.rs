@@ -51,6 +51,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most requests the writer folds into one commit.
 const MAX_GROUP_COMMIT: usize = 64;
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 const COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, version, ttl, attrs";
 
@@ -276,6 +278,12 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite_error)?;
+    // A large write (an import) must not spill dirty pages mid-transaction, and each
+    // request's savepoint journal belongs in memory, not in a temporary file.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(sqlite_error)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(sqlite_error)?;
     conn.set_prepared_statement_cache_capacity(32);
     migrate(&conn)?;

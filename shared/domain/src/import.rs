@@ -17,10 +17,10 @@ use std::collections::{HashMap, HashSet};
 
 /// The most rows one import takes.
 pub const MAX_IMPORT_ROWS: usize = 200_000;
-/// Contracts written per transaction: each takes up to 9 writes with its portfolio share.
-const CONTRACTS_PER_TRANSACTION: usize = 10;
+/// Writes one transaction may take besides the portfolio's two fixed ones.
+const WRITES_PER_TRANSACTION: usize = crate::store::MAX_TRANSACTION_OPS - 2;
 /// Transactions in flight at once; the store commits them in groups.
-const TRANSACTIONS_IN_FLIGHT: usize = 16;
+const TRANSACTIONS_IN_FLIGHT: usize = 64;
 
 /// One row of an import.
 #[derive(Clone, Debug)]
@@ -57,6 +57,21 @@ pub struct ImportReport {
 struct Change {
     before: Option<Contract>,
     after: Contract,
+}
+
+impl Change {
+    /// The most writes [`ContractService::write_batch`] and the portfolio's ledger make
+    /// for this change: the contract, its number (when new), its audit event, its rate
+    /// reference markers, and a put and a delete for each dashboard list it may be on.
+    fn most_writes(&self) -> usize {
+        let references = usize::from(self.after.rate_reference.is_some())
+            + self
+                .before
+                .as_ref()
+                .map_or(0, |before| usize::from(before.rate_reference.is_some()));
+        let lists = if self.before.is_some() { 4 } else { 2 };
+        2 + usize::from(self.before.is_none()) + references + lists
+    }
 }
 
 impl ContractService {
@@ -167,14 +182,21 @@ impl ContractService {
             return Ok(report);
         }
 
-        let batches: Vec<Vec<Change>> = {
-            let mut batches = Vec::new();
-            let mut changes = changes.into_iter().peekable();
-            while changes.peek().is_some() {
-                batches.push(changes.by_ref().take(CONTRACTS_PER_TRANSACTION).collect());
+        // As many contracts to a transaction as its write limit allows: fewer
+        // transactions, fewer updates of the portfolio's totals.
+        let mut batches: Vec<Vec<Change>> = Vec::new();
+        let mut room = 0;
+        for change in changes {
+            let writes = change.most_writes();
+            if writes > room {
+                batches.push(Vec::new());
+                room = WRITES_PER_TRANSACTION;
             }
-            batches
-        };
+            room -= writes;
+            if let Some(batch) = batches.last_mut() {
+                batch.push(change);
+            }
+        }
         let mut writes = futures_util::stream::iter(batches)
             .map(|batch| async move { self.write_batch(actor, &batch, now).await })
             .buffer_unordered(TRANSACTIONS_IN_FLIGHT);

@@ -125,7 +125,11 @@ impl Totals {
 
     fn merge(&mut self, other: &Totals, sign: i64) {
         for (name, value) in &other.0 {
-            self.add(name.clone(), value * sign);
+            // Most names are there already: no new key to allocate.
+            match self.0.get_mut(name) {
+                Some(total) => *total += value * sign,
+                None => self.add(name.clone(), value * sign),
+            }
         }
     }
 
@@ -750,15 +754,7 @@ impl PortfolioService {
             let contracts = self.all_contracts(tenant).await?;
 
             let started = Instant::now();
-            let mut totals = Totals::default();
-            let mut entries = Vec::new();
-            for contract in &contracts {
-                let facts = Facts::of(contract, as_of);
-                totals.merge(&facts.totals(), 1);
-                for (list, rank) in facts.entries(market) {
-                    entries.push((list, rank, facts.contract, facts.summary.clone()));
-                }
-            }
+            let (totals, entries) = tally(&contracts, as_of, market);
             let computation = started.elapsed();
 
             let epoch = Epoch {
@@ -1097,6 +1093,52 @@ impl PortfolioService {
         }
         Ok(rates)
     }
+}
+
+/// A list entry to write: list, rank, contract, what the list shows.
+type Entry = (&'static str, String, ContractId, ContractSummary);
+
+/// The totals and list entries of `contracts` on `as_of`, computed on every core.
+fn tally(
+    contracts: &[Contract],
+    as_of: NaiveDate,
+    market: Option<Decimal>,
+) -> (Totals, Vec<Entry>) {
+    let tally_part = |part: &[Contract]| {
+        let mut totals = Totals::default();
+        let mut entries = Vec::new();
+        for contract in part {
+            let facts = Facts::of(contract, as_of);
+            totals.merge(&facts.totals(), 1);
+            for (list, rank) in facts.entries(market) {
+                entries.push((list, rank, facts.contract, facts.summary.clone()));
+            }
+        }
+        (totals, entries)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = contracts.len().div_ceil(threads).max(1);
+    let parts: Vec<(Totals, Vec<Entry>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = contracts
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || tally_part(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut totals = Totals::default();
+    let mut entries = Vec::new();
+    for (part_totals, part_entries) in parts {
+        totals.merge(&part_totals, 1);
+        entries.extend(part_entries);
+    }
+    (totals, entries)
 }
 
 fn require(actor: &Actor, permission: Permission) -> Result<(), PortfolioError> {

@@ -1,0 +1,371 @@
+//! The portfolio with 100,000 contracts: import time, dashboard latency and store reads,
+//! the rebuild's computation, and the schedule per contract. Prints a table.
+//!
+//! `cargo run --release -p bench --bin portfolio-bench [-- CONTRACTS]`
+
+use anyhow::{Context, Result, bail, ensure};
+use async_trait::async_trait;
+use domain::access::Role;
+use domain::audit::{Actor, RequestInfo};
+use domain::clock::{Clock, SystemClock};
+use domain::contracts::Contract;
+use domain::ids::{TenantId, UserId};
+use domain::portfolio::PortfolioService;
+use domain::store::{Condition, Item, Key, Page, Query, StoreError, Table, Update, WriteOp};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PASSWORD: &str = "Vinterljus-over-Kiruna-2026";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let contracts: usize = match std::env::args().nth(1) {
+        Some(n) => n.parse().context("the number of contracts")?,
+        None => 100_000,
+    };
+    let data = tempfile::tempdir()?;
+    let running = leasedesk::Running::start(
+        &leasedesk::Config::new(data.path()),
+        Arc::new(SystemClock) as Arc<dyn Clock>,
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    let url = running.url.clone();
+
+    let large = Organization::sign_up(&client, &url, 1).await?;
+    let small = Organization::sign_up(&client, &url, 2).await?;
+    // The first dashboard creates the aggregate; from then on imports maintain it.
+    large.get(&client, &url, "/portfolio").await?;
+    small.get(&client, &url, "/portfolio").await?;
+
+    let csv = register_csv(contracts);
+    let started = Instant::now();
+    let report = large.import(&client, &url, csv.clone()).await?;
+    let import_time = started.elapsed();
+    ensure!(report["created"] == contracts, "import: {report}");
+    small.import(&client, &url, register_csv(10)).await?;
+
+    let started = Instant::now();
+    let again = large.import(&client, &url, csv).await?;
+    let reimport_time = started.elapsed();
+    ensure!(again["unchanged"] == contracts, "re-import: {again}");
+
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        large.get(&client, &url, "/portfolio").await?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let dashboard = large.get(&client, &url, "/portfolio").await?;
+    ensure!(
+        dashboard["contracts"]["total"] == contracts,
+        "dashboard: {}",
+        dashboard["contracts"]
+    );
+
+    let started = Instant::now();
+    let recompute = large.post(&client, &url, "/portfolio/recompute").await?;
+    let recompute_time = started.elapsed();
+    ensure!(recompute["differences"] == json!([]), "{recompute}");
+
+    // Store reads of one dashboard, counted on a second handle to the same database.
+    let table: Arc<dyn Table> = Arc::new(adapters::embedded::SqliteTable::open(
+        &data.path().join("leasedesk.sqlite3"),
+    )?);
+    let counting = Arc::new(CountingTable::new(table.clone()));
+    let service = PortfolioService::new(
+        counting.clone(),
+        Arc::new(SystemClock),
+        PortfolioService::standard_defaults(),
+    );
+    let reads_large = counting.reads_of(service.dashboard(&large.actor())).await?;
+    let reads_small = counting.reads_of(service.dashboard(&small.actor())).await?;
+
+    // The schedule of every contract, computed once each.
+    let all = all_contracts(table.as_ref(), large.tenant).await?;
+    let today = chrono::Utc::now().date_naive();
+    let started = Instant::now();
+    let mut computed = 0;
+    for contract in &all {
+        if let Ok(schedule) = domain::schedule::build(contract, None, Some(today)) {
+            std::hint::black_box(schedule.liability_at(today));
+            computed += 1;
+        }
+    }
+    let schedule_time = started.elapsed();
+
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!("| measure | value |");
+    println!("| --- | ---: |");
+    println!("| contracts | {contracts} |");
+    println!(
+        "| import (POST /contracts/import, Swedish CSV) | {:.2} s |",
+        import_time.as_secs_f64()
+    );
+    println!(
+        "| import rate | {:.0} contracts/s |",
+        contracts as f64 / import_time.as_secs_f64()
+    );
+    println!(
+        "| re-import of the same file (all unchanged) | {:.2} s |",
+        reimport_time.as_secs_f64()
+    );
+    println!(
+        "| GET /portfolio p50 | {:.2} ms |",
+        micros(percentile(0.50)) / 1e3
+    );
+    println!(
+        "| GET /portfolio p99 | {:.2} ms |",
+        micros(percentile(0.99)) / 1e3
+    );
+    println!("| store reads per dashboard, {contracts} contracts | {reads_large} |");
+    println!("| store reads per dashboard, 10 contracts | {reads_small} |");
+    println!(
+        "| recompute: computation | {:.1} ms |",
+        recompute["computationMicros"].as_f64().unwrap_or_default() / 1e3
+    );
+    println!(
+        "| recompute: whole request (reads, lists, writes) | {:.2} s |",
+        recompute_time.as_secs_f64()
+    );
+    println!(
+        "| schedule + debt today per contract | {:.2} µs |",
+        micros(schedule_time) / computed.max(1) as f64
+    );
+    if reads_large != reads_small {
+        bail!("store reads differ: {reads_large} for {contracts} contracts, {reads_small} for 10");
+    }
+    running.stop().await?;
+    Ok(())
+}
+
+struct Organization {
+    token: String,
+    tenant: TenantId,
+    user: UserId,
+}
+
+impl Organization {
+    async fn sign_up(client: &reqwest::Client, url: &str, n: u32) -> Result<Self> {
+        let number = organization_number(n);
+        let email = format!("bench{n}@nordlysfleet.se");
+        let profile: Value = client
+            .post(format!("{url}/auth/signup"))
+            .json(
+                &json!({"organizationName": format!("Bench {n} AB"), "organizationNumber": number,
+                          "name": "Anna Lind", "email": email, "password": PASSWORD}),
+            )
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let login: Value = client
+            .post(format!("{url}/auth/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Self {
+            token: login["accessToken"].as_str().context("token")?.to_owned(),
+            tenant: profile["organization"]["id"]
+                .as_str()
+                .context("id")?
+                .parse()?,
+            user: profile["user"]["id"].as_str().context("id")?.parse()?,
+        })
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            tenant: self.tenant,
+            user: self.user,
+            role: Role::Owner,
+            request: RequestInfo::default(),
+        }
+    }
+
+    async fn get(&self, client: &reqwest::Client, url: &str, path: &str) -> Result<Value> {
+        Ok(client
+            .get(format!("{url}{path}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn post(&self, client: &reqwest::Client, url: &str, path: &str) -> Result<Value> {
+        Ok(client
+            .post(format!("{url}{path}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn import(&self, client: &reqwest::Client, url: &str, csv: Vec<u8>) -> Result<Value> {
+        let response = client
+            .post(format!("{url}/contracts/import"))
+            .bearer_auth(&self.token)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        ensure!(status.is_success(), "import: {status} {body}");
+        Ok(body)
+    }
+}
+
+/// A valid organisationsnummer for `n` (Luhn check digit).
+fn organization_number(n: u32) -> String {
+    let base = format!("5569{:05}", 10_000 + n);
+    let digits: Vec<u32> = base.chars().filter_map(|c| c.to_digit(10)).collect();
+    let check = domain::organization::luhn_check_digit(&digits);
+    format!("{}-{}{check}", &base[..6], &base[6..])
+}
+
+/// A Swedish Excel register of `n` contracts: semicolons, decimal commas, a spread of
+/// lessors, cost centers, terms, frequencies, residual values, rates and terminations.
+fn register_csv(n: usize) -> Vec<u8> {
+    const LESSORS: [&str; 8] = [
+        "Volvofinans Bank AB",
+        "Nordea Finans Sverige AB",
+        "Handelsbanken Finans AB",
+        "SEB Leasing AB",
+        "Siemens Financial Services AB",
+        "BMW Financial Services",
+        "Dell Financial Services",
+        "Skåne Leasing AB",
+    ];
+    const CATEGORIES: [&str; 5] = ["vehicle", "it", "machinery", "property", "other"];
+    const FREQUENCIES: [&str; 3] = ["monthly", "quarterly", "yearly"];
+    let mut out = String::from(
+        "Avtalsnummer;Leasegivare;Beskrivning;Kategori;Kostnadsställe;Startdatum;Slutdatum;Uppsägningsdatum;Betalning per period;Valuta;Betalningsintervall;Betalningstidpunkt;Restvärde;Ränta (%)\n",
+    );
+    let base = chrono::NaiveDate::from_ymd_opt(2019, 1, 1).unwrap_or_default();
+    for i in 0..n {
+        // A cheap deterministic spread.
+        let h = (i as u64).wrapping_mul(2_654_435_761) % 1_000_003;
+        let start = base + chrono::Days::new(h % 2900);
+        let months = 24 + (h % 37) as u32;
+        let end = start
+            .checked_add_months(chrono::Months::new(months))
+            .and_then(|d| d.pred_opt())
+            .unwrap_or(start);
+        let terminated = if h.is_multiple_of(11) {
+            start
+                .checked_add_months(chrono::Months::new(months / 2))
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let payment = 1_500 + (h % 40_000);
+        let residual = if h.is_multiple_of(3) {
+            format!("{},00", payment * 10)
+        } else {
+            String::new()
+        };
+        let rate = format!("{},{:02}", 1 + h % 7, h % 100);
+        out.push_str(&format!(
+            "B-{i:06};{};Objekt {i};{};{};{start};{end};{terminated};{payment},00;SEK;{};{};{residual};{rate}\n",
+            LESSORS[(h % 8) as usize],
+            CATEGORIES[(h % 5) as usize],
+            4100 + h % 50,
+            FREQUENCIES[(h % 3) as usize],
+            if h.is_multiple_of(2) { "advance" } else { "arrears" },
+        ));
+    }
+    out.into_bytes()
+}
+
+async fn all_contracts(table: &dyn Table, tenant: TenantId) -> Result<Vec<Contract>> {
+    let mut contracts = Vec::new();
+    let mut after = None;
+    loop {
+        let page = table
+            .query(
+                Query::partition(format!("T#{tenant}"))
+                    .begins_with("CONTRACT#")
+                    .limit(1000)
+                    .start_after(after.take()),
+            )
+            .await?;
+        for item in page.items {
+            contracts.push(domain::store::from_item::<Contract>(item)?);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(contracts),
+        }
+    }
+}
+
+/// Counts the reads that reach the table.
+struct CountingTable {
+    inner: Arc<dyn Table>,
+    reads: AtomicUsize,
+}
+
+impl CountingTable {
+    fn new(inner: Arc<dyn Table>) -> Self {
+        Self {
+            inner,
+            reads: AtomicUsize::new(0),
+        }
+    }
+
+    async fn reads_of<T, E: std::fmt::Display>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<usize> {
+        let before = self.reads.load(Ordering::SeqCst);
+        work.await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(self.reads.load(Ordering::SeqCst) - before)
+    }
+}
+
+#[async_trait]
+impl Table for CountingTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+
+    async fn update(&self, update: Update) -> Result<Item, StoreError> {
+        self.inner.update(update).await
+    }
+
+    async fn delete(&self, key: &Key, condition: Condition) -> Result<Option<Item>, StoreError> {
+        self.inner.delete(key, condition).await
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.query(query).await
+    }
+
+    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        self.inner.transact_write(ops).await
+    }
+}
