@@ -63,6 +63,42 @@ impl FromRef<ContractsState> for Arc<AccessTokens> {
     }
 }
 
+/// The dashboard settings of organizations that have not chosen their own: the
+/// built-in ones, each replaced by its environment variable when set
+/// (`PORTFOLIO_REPORTING_CURRENCY`, `PORTFOLIO_BENCHMARK_SERIES`,
+/// `PORTFOLIO_BENCHMARK_MARGIN`).
+pub fn portfolio_defaults_from_env() -> Result<PortfolioSettings, String> {
+    let mut defaults = PortfolioService::standard_defaults();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(code) = var("PORTFOLIO_REPORTING_CURRENCY") {
+        defaults.reporting_currency = domain::money::Currency::parse(code.trim())
+            .map_err(|_| format!("PORTFOLIO_REPORTING_CURRENCY: {code:?} is no ISO 4217 code"))?;
+    }
+    if let Some(series) = var("PORTFOLIO_BENCHMARK_SERIES") {
+        defaults.benchmark.series = domain::rates::SeriesId::parse(series.trim())
+            .map_err(|_| format!("PORTFOLIO_BENCHMARK_SERIES: {series:?} is no series id"))?;
+    }
+    if let Some(margin) = var("PORTFOLIO_BENCHMARK_MARGIN") {
+        defaults.benchmark.margin = domain::money::AnnualRate::parse(margin.trim())
+            .map_err(|_| format!("PORTFOLIO_BENCHMARK_MARGIN: {margin:?} is no rate"))?;
+    }
+    Ok(defaults)
+}
+
+/// The nightly roll: every organization's dashboard moved to the new day. Returns what
+/// it did, for the invocation's result.
+pub async fn handle_roll(
+    portfolio: &PortfolioService,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value, domain::store::StoreError> {
+    tracing::info!(
+        schedule = event["resources"][0].as_str().unwrap_or("-"),
+        "portfolio: nightly roll"
+    );
+    let rolled = portfolio.roll_all().await?;
+    Ok(serde_json::json!({ "rolled": rolled }))
+}
+
 /// The routes this function serves.
 pub fn router(state: ContractsState) -> Router {
     Router::new()

@@ -4,6 +4,9 @@
 async fn main() -> Result<(), lambda_http::Error> {
     api::telemetry::init(true);
     let env = api::lambda::Environment::load().await?;
-    let state = contracts::ContractsState::new(env.table, env.tokens, env.clock);
+    let defaults = contracts::portfolio_defaults_from_env()?;
+    let state = contracts::ContractsState::with_portfolio_defaults(
+        env.table, env.tokens, env.clock, defaults,
+    );
     api::lambda::run(api::service(contracts::router(state))).await
 }

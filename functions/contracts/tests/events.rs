@@ -5,31 +5,37 @@ use api::lambda::app;
 use api::lambda::testing::{send_event, tokens};
 use axum::http::StatusCode;
 use domain::access::Role;
-use domain::clock::{Clock, FixedClock};
+use domain::clock::FixedClock;
 use domain::ids::{TenantId, UserId};
+use domain::portfolio::PortfolioService;
+use domain::store::Table;
 use serde_json::Value;
 use std::sync::Arc;
 
 struct Harness {
     router: axum::Router,
     token: String,
+    clock: Arc<FixedClock>,
+    table: Arc<dyn Table>,
     _data: tempfile::TempDir,
 }
 
 fn harness() -> Harness {
     let data = tempfile::tempdir().unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
-    let table =
+    let clock = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
+    let table: Arc<dyn Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
     let tokens = tokens(clock.clone());
     let token = tokens
-        .issue(UserId::generate(), TenantId::generate(), Role::Editor)
+        .issue(UserId::generate(), TenantId::generate(), Role::Admin)
         .unwrap()
         .token;
-    let state = contracts::ContractsState::new(table, tokens, clock);
+    let state = contracts::ContractsState::new(table.clone(), tokens, clock.clone());
     Harness {
         router: app(api::service(contracts::router(state))),
         token,
+        clock,
+        table,
         _data: data,
     }
 }
@@ -95,4 +101,60 @@ async fn every_contract_event() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, _) = send(&harness, "get.json", &[("contractId", &id)]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_import_the_dashboard_and_the_nightly_roll() {
+    let harness = harness();
+
+    // The dashboard before any contract: empty, and registered for the nightly roll.
+    let (status, _, dashboard) = send(&harness, "portfolio.json", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{dashboard}");
+    assert_eq!(dashboard["contracts"]["total"], 0);
+
+    // Swedish Excel bytes, base64-encoded by API Gateway.
+    let (status, _, report) = send(&harness, "import.json", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["created"], 2);
+    assert_eq!(report["file"]["encoding"], "windows-1252");
+
+    let (status, _, dashboard) = send(&harness, "portfolio.json", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(dashboard["asOf"], "2026-11-21");
+    assert_eq!(dashboard["contracts"]["active"], 2);
+    assert!(
+        dashboard["leasingDebt"]["today"]["amount"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+
+    let (status, _, recomputed) = send(&harness, "portfolio-recompute.json", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{recomputed}");
+    assert_eq!(recomputed["differences"], serde_json::json!([]));
+    assert_eq!(recomputed["contracts"], 2);
+
+    // After midnight the scheduled roll moves the figures to the new day.
+    harness.clock.set("2026-11-22T00:05:00Z".parse().unwrap());
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../events/contracts/portfolio-roll.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let portfolio = PortfolioService::new(
+        harness.table.clone(),
+        harness.clock.clone(),
+        PortfolioService::standard_defaults(),
+    );
+    let result = contracts::handle_roll(&portfolio, &event).await.unwrap();
+    assert_eq!(result, serde_json::json!({"rolled": 1}));
+    let again = contracts::handle_roll(&portfolio, &event).await.unwrap();
+    assert_eq!(
+        again,
+        serde_json::json!({"rolled": 0}),
+        "already as of today"
+    );
 }

@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use domain::clock::{Clock, SystemClock};
+use domain::portfolio::PortfolioService;
 use domain::rates::RateService;
 use domain::rates::feed::RateFeed;
 use domain::store::Table;
@@ -51,6 +52,7 @@ pub struct Stack {
     pub app: Router,
     pub table: Arc<dyn Table>,
     pub rates: Arc<RateService>,
+    pub portfolio: Arc<PortfolioService>,
 }
 
 /// Opens the embedded stores in `config.data_dir` and builds the app.
@@ -90,12 +92,22 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .merge(contracts::router(contracts::ContractsState::new(
             table.clone(),
             tokens.clone(),
-            clock,
+            clock.clone(),
         )))
         .merge(rates::router(rates::RatesState::new(rates.clone(), tokens)))
         .merge(apidoc::router());
     let app = api::service(routes).layer(middleware::from_fn(client_ip));
-    Ok(Stack { app, table, rates })
+    let portfolio = Arc::new(PortfolioService::new(
+        table.clone(),
+        clock,
+        PortfolioService::standard_defaults(),
+    ));
+    Ok(Stack {
+        app,
+        table,
+        rates,
+        portfolio,
+    })
 }
 
 /// Polls the rate sources now and then every `every`, as the schedule does in AWS.
@@ -111,6 +123,27 @@ pub fn spawn_rates_scheduler(
             ticks.tick().await;
             if let Err(error) = rates::poll(&rates, None).await {
                 tracing::warn!(%error, "rates: the poll failed; keeping the last known values");
+            }
+        }
+    })
+}
+
+/// Moves every dashboard to the new day shortly after each midnight (UTC, the day the
+/// figures are kept by), as the nightly schedule does in AWS. A dashboard read first on
+/// a new day rolls itself anyway; this keeps that read fast.
+pub fn spawn_portfolio_roll(portfolio: Arc<PortfolioService>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = chrono::Utc::now();
+            let next = (now.date_naive() + chrono::Days::new(1))
+                .and_hms_opt(0, 5, 0)
+                .map(|at| at.and_utc())
+                .unwrap_or(now);
+            let wait = (next - now).to_std().unwrap_or_default();
+            tokio::time::sleep(wait.max(std::time::Duration::from_secs(60))).await;
+            match portfolio.roll_all().await {
+                Ok(rolled) => tracing::info!(rolled, "portfolio: nightly roll"),
+                Err(error) => tracing::warn!(%error, "portfolio: the nightly roll failed"),
             }
         }
     })

@@ -143,10 +143,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             std::time::Duration::from_secs(args.rates_every_minutes.max(1) * 60),
         )
     });
+    let roll = leasedesk::spawn_portfolio_roll(stack.portfolio.clone());
     leasedesk::serve(listener, stack.app, shutdown_signal()).await?;
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }
+    roll.abort();
     drop(stack.table);
     println!("Leasedesk stopped");
     Ok(())
