@@ -195,15 +195,15 @@ fn from_scratch(contracts: &[Contract]) -> Expected {
     for contract in contracts {
         let status = contract.status_on(today);
         *counts.entry(status).or_insert(0) += 1;
-        if status == ContractStatus::Terminated {
-            continue;
-        }
         let currency = contract.payment.currency;
         let rate = contract.current_rate.map(|r| r.percent());
         let Some(rate) = rate else {
-            without_rate += 1;
+            if status != ContractStatus::Terminated {
+                without_rate += 1;
+            }
             continue;
         };
+        // A contract terminated since counts in the months before.
         for (index, offset) in (-12_i32..=12).enumerate() {
             let day = if offset < 0 {
                 today - Months::new(offset.unsigned_abs())
@@ -215,7 +215,7 @@ fn from_scratch(contracts: &[Contract]) -> Expected {
                 .liability_at(day);
             let debt = Decimal::from(schedule::to_minor_units(debt, currency).unwrap());
             monthly[index] += to_sek(debt, currency.code());
-            if offset == 0 {
+            if offset == 0 && status != ContractStatus::Terminated {
                 let debt = to_sek(debt, currency.code());
                 weighted += debt * rate;
                 weights += debt;

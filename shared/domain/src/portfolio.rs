@@ -310,19 +310,21 @@ impl Facts {
         let mut totals = Totals::default();
         let k = self.currency;
         totals.add(counter::status(self.status), 1);
+        // A contract terminated since still counts in the debt of the months before.
+        if let Some(debts) = &self.debts {
+            for (offset, debt) in (-SERIES_MONTHS..=SERIES_MONTHS).zip(debts) {
+                totals.add(counter::debt(k, offset), *debt);
+            }
+        }
         if !self.live() {
             return totals;
         }
-        match &self.debts {
-            Some(debts) => {
-                for (offset, debt) in (-SERIES_MONTHS..=SERIES_MONTHS).zip(debts) {
-                    totals.add(counter::debt(k, offset), *debt);
-                }
-                if let Some(rate) = self.rate {
-                    totals.add(counter::debt_at_rate(k, rate), self.debt_today());
-                }
+        match (&self.debts, self.rate) {
+            (Some(_), Some(rate)) => {
+                totals.add(counter::debt_at_rate(k, rate), self.debt_today());
             }
-            None => totals.add(counter::WITHOUT_RATE.to_owned(), 1),
+            (Some(_), None) => {}
+            (None, _) => totals.add(counter::WITHOUT_RATE.to_owned(), 1),
         }
         totals.add(counter::cost(k, self.status), self.payments_per_year);
         for (dimension, value) in [
