@@ -296,25 +296,14 @@ fn register_csv(n: usize) -> Vec<u8> {
 }
 
 async fn all_contracts(table: &dyn Table, tenant: TenantId) -> Result<Vec<Contract>> {
-    let mut contracts = Vec::new();
-    let mut after = None;
-    loop {
-        let page = table
-            .query(
-                Query::partition(format!("T#{tenant}"))
-                    .begins_with("CONTRACT#")
-                    .limit(1000)
-                    .start_after(after.take()),
-            )
-            .await?;
-        for item in page.items {
-            contracts.push(domain::store::from_item::<Contract>(item)?);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(contracts),
-        }
-    }
+    let query = Query::partition(format!("T#{tenant}"))
+        .begins_with("CONTRACT#")
+        .limit(1000);
+    domain::store::query_all(table, query)
+        .await?
+        .into_iter()
+        .map(|item| Ok(domain::store::from_item::<Contract>(item)?))
+        .collect()
 }
 
 /// Counts the reads that reach the table.

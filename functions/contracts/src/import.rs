@@ -3,6 +3,7 @@
 
 use crate::ContractsState;
 use crate::import_csv::{CsvFile, read_contracts_csv};
+use api::i18n::Lang;
 use api::problem::{InvalidValue, Location, ProblemDocument};
 use api::{ApiError, Caller};
 use axum::Json;
@@ -88,6 +89,7 @@ pub struct FileFormat {
 pub(crate) async fn import(
     State(state): State<ContractsState>,
     caller: Caller,
+    lang: Lang,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
     body: Bytes,
@@ -152,11 +154,6 @@ pub(crate) async fn import(
                 .collect(),
         ));
     }
-    let lang = api::i18n::Lang::negotiate(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
     Ok(Json(ImportResult {
         dry_run,
         rows: report.rows,

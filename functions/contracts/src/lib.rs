@@ -524,16 +524,11 @@ struct ExportParams {
 async fn export(
     State(state): State<ContractsState>,
     caller: Caller,
-    headers: HeaderMap,
+    lang: api::i18n::Lang,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadContracts)?;
     let (filter, _, _) = list_parameters(params, false)?;
-    let lang = api::i18n::Lang::negotiate(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
     let rows = state.contracts.export(&caller.actor(), &filter).await?;
     let body = contracts_csv(&rows, lang).map_err(ApiError::internal)?;
     let today = state.contracts.today();

@@ -1,11 +1,11 @@
 //! The portfolio dashboard's routes: the figures, their settings, and a rebuild.
 
 use crate::ContractsState;
+use api::i18n::Lang;
 use api::problem::ProblemDocument;
 use api::{ApiError, Caller, JsonBody};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
 use domain::portfolio::{Dashboard, PortfolioSettings, RecomputeReport, SettingsChanges};
 
 /// The portfolio dashboard: leasing debt today, a year ago and a year ahead with the
@@ -28,14 +28,9 @@ use domain::portfolio::{Dashboard, PortfolioSettings, RecomputeReport, SettingsC
 pub(crate) async fn dashboard(
     State(state): State<ContractsState>,
     caller: Caller,
-    headers: HeaderMap,
+    lang: Lang,
 ) -> Result<Json<Dashboard>, ApiError> {
     let mut dashboard = state.portfolio.dashboard(&caller.actor()).await?;
-    let lang = api::i18n::Lang::negotiate(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
     for tip in &mut dashboard.tips {
         let params: Vec<(&str, String)> = tip
             .params

@@ -84,6 +84,23 @@ impl Lang {
     }
 }
 
+/// The caller's language from `Accept-Language`, as a handler argument.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Lang::negotiate(
+            parts
+                .headers
+                .get(axum::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        ))
+    }
+}
+
 type Catalog = HashMap<String, String>;
 
 fn catalog(lang: Lang) -> &'static Catalog {

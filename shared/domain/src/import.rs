@@ -10,7 +10,7 @@ use crate::ids::ContractId;
 use crate::keys;
 use crate::portfolio::commit_with_portfolio;
 use crate::rates::{SeriesId, SeriesInfo};
-use crate::store::{Condition, Query, StoreError, WriteOp};
+use crate::store::{Condition, Query, StoreError, WriteOp, query_all};
 use crate::validation::{FieldIssue, ValidationErrors};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -286,27 +286,15 @@ impl ContractService {
         actor: &Actor,
     ) -> Result<HashMap<String, Contract>, ContractError> {
         let today = self.clock.today();
+        let query = Query::partition(keys::tenant_partition(actor.tenant))
+            .begins_with(keys::CONTRACT_PREFIX)
+            .limit(1000);
         let mut contracts = HashMap::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .table
-                .query(
-                    Query::partition(keys::tenant_partition(actor.tenant))
-                        .begins_with(keys::CONTRACT_PREFIX)
-                        .limit(1000)
-                        .start_after(after.take()),
-                )
-                .await?;
-            for item in page.items {
-                let contract = Contract::from_item(item, today)?;
-                contracts.insert(contract.contract_number.to_uppercase(), contract);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(contracts),
-            }
+        for item in query_all(self.table.as_ref(), query).await? {
+            let contract = Contract::from_item(item, today)?;
+            contracts.insert(contract.contract_number.to_uppercase(), contract);
         }
+        Ok(contracts)
     }
 
     /// The catalogue entry of every reference series the rows name, read once each.

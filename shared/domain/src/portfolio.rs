@@ -42,7 +42,7 @@ use crate::rates::{RateService, RatesError, SeriesId, Source};
 use crate::schedule;
 use crate::store::{
     Attributes, Condition, Index, Item, Key, Query, StoreError, Table, Update, WriteOp, from_item,
-    to_attributes,
+    query_all, to_attributes,
 };
 use crate::validation::{FieldIssue, ValidationErrors};
 use chrono::{DateTime, Days, Months, NaiveDate, Utc};
@@ -837,29 +837,14 @@ impl PortfolioService {
 
     async fn all_contracts(&self, tenant: TenantId) -> Result<Vec<Contract>, StoreError> {
         let today = self.clock.today();
-        let mut contracts = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .table
-                .query(
-                    Query::partition(keys::tenant_partition(tenant))
-                        .begins_with(keys::CONTRACT_PREFIX)
-                        .limit(1000)
-                        .start_after(after.take()),
-                )
-                .await?;
-            for item in page.items {
-                let mut contract: Contract = from_item(item.clone())?;
-                contract.version = item.version;
-                contract.status = contract.status_on(today);
-                contracts.push(contract);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(contracts),
-            }
-        }
+        let query = Query::partition(keys::tenant_partition(tenant))
+            .begins_with(keys::CONTRACT_PREFIX)
+            .limit(1000);
+        query_all(self.table.as_ref(), query)
+            .await?
+            .into_iter()
+            .map(|item| Contract::from_item(item, today))
+            .collect()
     }
 
     async fn write_in_batches(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
@@ -886,31 +871,18 @@ impl PortfolioService {
     /// Deletes list entries of every epoch but `keep`.
     async fn remove_other_epochs(&self, tenant: TenantId, keep: &str) -> Result<(), StoreError> {
         let keep_prefix = format!("{}{keep}#", keys::DASHBOARD_PREFIX);
-        let mut deletes = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .table
-                .query(
-                    Query::partition(keys::tenant_partition(tenant))
-                        .begins_with(keys::DASHBOARD_PREFIX)
-                        .limit(1000)
-                        .start_after(after.take()),
-                )
-                .await?;
-            for item in page.items {
-                if !item.key.sk.starts_with(&keep_prefix) {
-                    deletes.push(WriteOp::Delete {
-                        key: item.key,
-                        condition: Condition::None,
-                    });
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let query = Query::partition(keys::tenant_partition(tenant))
+            .begins_with(keys::DASHBOARD_PREFIX)
+            .limit(1000);
+        let deletes = query_all(self.table.as_ref(), query)
+            .await?
+            .into_iter()
+            .filter(|item| !item.key.sk.starts_with(&keep_prefix))
+            .map(|item| WriteOp::Delete {
+                key: item.key,
+                condition: Condition::None,
+            })
+            .collect();
         self.write_in_batches(deletes).await
     }
 

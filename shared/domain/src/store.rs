@@ -311,6 +311,21 @@ pub trait Table: Send + Sync + 'static {
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 }
 
+/// Every item `query` selects, page after page: for work that must see a whole
+/// partition (a rebuild, an import), never for a request's answer.
+pub async fn query_all(table: &dyn Table, query: Query) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let page = table.query(query.clone().start_after(after.take())).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// A record serialized into a new item's attributes.
 pub fn to_attributes(value: &impl serde::Serialize) -> Result<Attributes, StoreError> {
     match serde_json::to_value(value) {
