@@ -55,6 +55,9 @@ async fn by_number(app: &TestApp, token: &str) -> std::collections::BTreeMap<Str
 async fn a_swedish_excel_file_imports_and_the_same_file_twice_changes_nothing() {
     let app = TestApp::spawn().await;
     let owner = app.sign_up().await;
+    // With a dashboard open, the import keeps its figures as it writes.
+    let before = app.get_json(&owner.token, "/portfolio").await;
+    assert_eq!(before["contracts"]["total"], 0);
 
     let report = imported(&app, &owner.token, "", windows_1252(SWEDISH)).await;
     assert_eq!(
@@ -112,9 +115,11 @@ async fn a_swedish_excel_file_imports_and_the_same_file_twice_changes_nothing() 
     assert_eq!(volvo["payment"]["amount"], 710000);
     assert_eq!(volvo["version"], 2);
 
-    // The dashboard counts what was imported.
+    // The dashboard counts what was imported, folded into its totals.
     let dashboard = app.get_json(&owner.token, "/portfolio").await;
     assert_eq!(dashboard["contracts"]["total"], 3);
+    assert_eq!(dashboard["contracts"]["active"], 3);
+    assert!(dashboard["leasingDebt"]["today"]["amount"].as_i64().unwrap() > 0);
     let recompute = app
         .authed(&owner.token, Method::POST, "/portfolio/recompute")
         .send()

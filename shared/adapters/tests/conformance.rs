@@ -341,6 +341,25 @@ async fn update_increment_of_text_is_invalid(table: &dyn Table) {
     assert_eq!(must_get(table, &stored.key).await, stored);
 }
 
+async fn update_takes_the_most_increments_with_free_text_names(table: &dyn Table) {
+    let pk = unique("increments");
+    let key = Key::new(&pk, "S");
+    let names: Vec<String> = (0..domain::store::MAX_UPDATE_INCREMENTS)
+        .map(|n| format!("lessor|Skåne Leasing {n} AB|debt|SEK"))
+        .collect();
+    let mut update = Update::new(key.clone());
+    update.increment = names.iter().map(|name| (name.clone(), 5)).collect();
+    table.update(update.clone()).await.unwrap();
+    let after = table.update(update.clone()).await.unwrap();
+    assert_eq!(after.version, 2);
+    for name in &names {
+        assert_eq!(after.attributes[name], json!(10), "{name}");
+    }
+    update.increment.push(("one more".into(), 1));
+    assert_invalid(table.update(update).await, "too many increments");
+    assert_eq!(must_get(table, &key).await, after);
+}
+
 // ---------------------------------------------------------------------------------------
 // Delete
 
@@ -1007,6 +1026,7 @@ conformance!(
     update_conditions,
     update_increments_large_integers,
     update_increment_of_text_is_invalid,
+    update_takes_the_most_increments_with_free_text_names,
     delete_returns_the_old_item_and_honours_conditions,
     query_prefix_is_exact,
     query_orders_by_utf8_bytes,

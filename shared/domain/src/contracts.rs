@@ -8,7 +8,7 @@ use crate::ids::{ContractId, TenantId, UserId};
 use crate::input::{Field, date};
 use crate::keys;
 use crate::money::{AnnualRate, Currency, Money};
-use crate::portfolio::commit_with_portfolio;
+use crate::portfolio::{TotalsWrite::Increment, commit_with_portfolio};
 use crate::rates::{Observation, SeriesId, SeriesKind};
 use crate::schedule::LiabilitySchedule;
 use crate::store::{
@@ -970,7 +970,9 @@ impl ContractService {
         }
         ops.extend(reference_marker(actor.tenant, &contract)?);
         let changes = [(None, Some(&contract))];
-        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes).await {
+        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes, Increment)
+            .await
+        {
             Ok(()) => Ok(Created {
                 contract,
                 replayed: false,
@@ -1247,7 +1249,9 @@ impl ContractService {
             ops.extend(reference_marker(actor.tenant, &updated)?);
         }
         let changes = [(Some(&current), Some(&updated))];
-        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes).await {
+        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes, Increment)
+            .await
+        {
             Ok(()) => Ok(updated),
             Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => {
                 self.stale_or_gone(actor.tenant, id, current.version).await
@@ -1304,7 +1308,9 @@ impl ContractService {
             });
         }
         let changes = [(Some(&current), None)];
-        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes).await {
+        match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes, Increment)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCanceled { failed }) if failed.contains(&0) => self
                 .stale_or_gone(actor.tenant, id, current.version)
@@ -1508,7 +1514,7 @@ async fn reprice(
             audit.write_op(),
         ];
         let changes = [(Some(&current), Some(&updated))];
-        match commit_with_portfolio(table, tenant, ops, &changes).await {
+        match commit_with_portfolio(table, tenant, ops, &changes, Increment).await {
             Ok(()) => return Ok(true),
             Err(StoreError::TransactionCanceled { .. }) => continue,
             Err(other) => return Err(other.into()),

@@ -8,7 +8,7 @@ use crate::contracts::{
 };
 use crate::ids::ContractId;
 use crate::keys;
-use crate::portfolio::commit_with_portfolio;
+use crate::portfolio::{PortfolioError, TotalsWrite::Pending, commit_with_portfolio, fold_pending};
 use crate::rates::{SeriesId, SeriesInfo};
 use crate::store::{Condition, Query, StoreError, WriteOp, query_all};
 use crate::validation::{FieldIssue, ValidationErrors};
@@ -17,8 +17,11 @@ use std::collections::{HashMap, HashSet};
 
 /// The most rows one import takes.
 pub const MAX_IMPORT_ROWS: usize = 200_000;
-/// Writes one transaction may take besides the portfolio's two fixed ones.
-const WRITES_PER_TRANSACTION: usize = crate::store::MAX_TRANSACTION_OPS - 2;
+/// Writes one transaction may take besides the portfolio's three fixed ones (the epoch
+/// check, the pending difference, the import sequence).
+const WRITES_PER_TRANSACTION: usize = crate::store::MAX_TRANSACTION_OPS - 3;
+/// Transactions between two folds of their pending differences into the totals.
+const FOLD_EVERY: usize = 256;
 /// Transactions in flight at once; the store commits them in groups.
 const TRANSACTIONS_IN_FLIGHT: usize = 64;
 
@@ -184,26 +187,41 @@ impl ContractService {
 
         // As many contracts to a transaction as its write limit allows: fewer
         // transactions, fewer updates of the portfolio's totals.
+        // As many contracts to a transaction as its write limit allows.
         let mut batches: Vec<Vec<Change>> = Vec::new();
-        let mut room = 0;
+        let mut writes_left = 0;
         for change in changes {
             let writes = change.most_writes();
-            if writes > room {
+            if batches.is_empty() || writes > writes_left {
                 batches.push(Vec::new());
-                room = WRITES_PER_TRANSACTION;
+                writes_left = WRITES_PER_TRANSACTION;
             }
-            room -= writes;
+            writes_left -= writes;
             if let Some(batch) = batches.last_mut() {
                 batch.push(change);
             }
         }
-        let mut writes = futures_util::stream::iter(batches)
-            .map(|batch| async move { self.write_batch(actor, &batch, now).await })
-            .buffer_unordered(TRANSACTIONS_IN_FLIGHT);
-        while let Some(result) = writes.next().await {
-            result?;
+        // Every few hundred transactions their pending differences are folded into the
+        // totals, so a dashboard read meanwhile finds only a few.
+        let mut outcome = Ok(());
+        let mut batches = batches.into_iter().peekable();
+        while batches.peek().is_some() && outcome.is_ok() {
+            let round: Vec<Vec<Change>> = batches.by_ref().take(FOLD_EVERY).collect();
+            let mut writes = futures_util::stream::iter(round)
+                .map(|batch| async move { self.write_batch(actor, &batch, now).await })
+                .buffer_unordered(TRANSACTIONS_IN_FLIGHT);
+            while let Some(result) = writes.next().await {
+                if let Err(error) = result {
+                    outcome = Err(error);
+                }
+            }
+            drop(writes);
+            // What was written counts either way.
+            fold_pending(self.table.as_ref(), actor.tenant)
+                .await
+                .map_err(portfolio_error)?;
         }
-        drop(writes);
+        outcome?;
         let audit = AuditEvent::change(
             actor,
             now,
@@ -272,7 +290,7 @@ impl ContractService {
             .iter()
             .map(|change| (change.before.as_ref(), Some(&change.after)))
             .collect();
-        match commit_with_portfolio(self.table.as_ref(), tenant, ops, &changes).await {
+        match commit_with_portfolio(self.table.as_ref(), tenant, ops, &changes, Pending).await {
             Ok(()) => Ok(()),
             // Someone changed or created one of these contracts while the file was read.
             Err(StoreError::TransactionCanceled { .. }) => Err(ContractError::Contention),
@@ -319,6 +337,13 @@ impl ContractService {
             series.insert(id, info);
         }
         Ok(series)
+    }
+}
+
+fn portfolio_error(error: PortfolioError) -> ContractError {
+    match error {
+        PortfolioError::Store(store) => ContractError::Store(store),
+        _ => ContractError::Contention,
     }
 }
 

@@ -16,6 +16,8 @@
 //! | portfolio epoch     | `T#<tenant>`          | `PORTFOLIO`                         |                  |                    |
 //! | portfolio totals    | `T#<tenant>`          | `PORTFOLIO#TOTALS`                  |                  |                    |
 //! | portfolio settings  | `T#<tenant>`          | `PORTFOLIO#SETTINGS`                |                  |                    |
+//! | pending totals      | `T#<tenant>`          | `PORTFOLIO#PENDING#<id>`            |                  |                    |
+//! | import sequence     | `T#<tenant>`          | `PORTFOLIO#SEQUENCE`                |                  |                    |
 //! | dashboard list entry| `T#<tenant>`          | `DASH#<epoch>#<list>#<rank>#<id>`   |                  |                    |
 //! | portfolio registry  | `PORTFOLIOS`          | `T#<tenant>`                        |                  |                    |
 //!
@@ -154,6 +156,23 @@ pub fn portfolio_totals(tenant: TenantId) -> Key {
     Key::new(
         tenant_partition(tenant),
         format!("{PORTFOLIO_PREFIX}#TOTALS"),
+    )
+}
+
+/// A batch's difference to the totals, written by an import instead of updating the
+/// totals, and folded into them when the import ends.
+pub fn portfolio_pending(tenant: TenantId, id: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{PORTFOLIO_PREFIX}#PENDING#{id}"),
+    )
+}
+
+/// Bumped by every import transaction, so a rebuild notices one it did not see.
+pub fn portfolio_sequence(tenant: TenantId) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{PORTFOLIO_PREFIX}#SEQUENCE"),
     )
 }
 

@@ -27,6 +27,12 @@
 //! `POST /portfolio/recompute`, under a fresh epoch id; it commits only if no contract
 //! changed while it read, which every change proves by bumping the totals' version.
 //!
+//! An import writes thousands of contracts. Its transactions each put their difference
+//! as a **pending** item (`PORTFOLIO#PENDING#<id>`) instead of updating the totals, and
+//! bump `PORTFOLIO#SEQUENCE`, which a rebuild checks; the import folds the pending items
+//! into the totals every few hundred transactions and at its end. A dashboard adds any
+//! pending items it finds (they come with the same query), so its figures never lag.
+//!
 //! Past and projected values use each contract's current terms: a contract repriced last
 //! month shows its new rate in the history too.
 
@@ -41,8 +47,8 @@ use crate::money::{AnnualRate, Currency, Money};
 use crate::rates::{RateService, RatesError, SeriesId, Source};
 use crate::schedule;
 use crate::store::{
-    Attributes, Condition, Index, Item, Key, Query, StoreError, Table, Update, WriteOp, from_item,
-    query_all, to_attributes,
+    Attributes, Condition, Index, Item, Key, MAX_TRANSACTION_OPS, Query, StoreError, Table, Update,
+    WriteOp, from_item, query_all, to_attributes,
 };
 use crate::validation::{FieldIssue, ValidationErrors};
 use chrono::{DateTime, Days, Months, NaiveDate, Utc};
@@ -412,6 +418,17 @@ struct ContractSummary {
     interest_rate: Option<Decimal>,
 }
 
+/// How a transaction moves the totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TotalsWrite {
+    /// Atomic increments of the totals: for a change or two, however many writers.
+    Increment,
+    /// A pending difference of its own, folded in later by
+    /// [`PortfolioService::fold_pending`]: for an import's many batches, so none rewrites
+    /// the totals or meets the limit of counters one update may carry.
+    Pending,
+}
+
 /// The portfolio's share of contract changes: prepared before a contract transaction
 /// and added to it.
 pub struct Ledger {
@@ -438,6 +455,7 @@ impl Ledger {
         &self,
         tenant: TenantId,
         changes: &[(Option<&Contract>, Option<&Contract>)],
+        totals: TotalsWrite,
     ) -> Result<Vec<WriteOp>, StoreError> {
         let Some((epoch, version)) = &self.epoch else {
             return Ok(vec![
@@ -476,9 +494,23 @@ impl Ledger {
             key: keys::portfolio_epoch(tenant),
             condition: Condition::VersionIs(*version),
         }];
-        let mut update = Update::new(keys::portfolio_totals(tenant));
-        update.increment = delta.0.into_iter().collect();
-        ops.push(WriteOp::Update(update));
+        match totals {
+            TotalsWrite::Increment => {
+                let mut update = Update::new(keys::portfolio_totals(tenant));
+                update.increment = delta.0.into_iter().collect();
+                ops.push(WriteOp::Update(update));
+            }
+            TotalsWrite::Pending => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                ops.push(WriteOp::Put {
+                    item: Item::new(keys::portfolio_pending(tenant, &id), delta.to_attributes()),
+                    condition: Condition::NotExists,
+                });
+                ops.push(WriteOp::Update(Update::new(keys::portfolio_sequence(
+                    tenant,
+                ))));
+            }
+        }
         ops.extend(removed.into_keys().map(|key| WriteOp::Delete {
             key,
             condition: Condition::None,
@@ -499,12 +531,13 @@ pub async fn commit_with_portfolio(
     tenant: TenantId,
     ops: Vec<WriteOp>,
     changes: &[(Option<&Contract>, Option<&Contract>)],
+    totals: TotalsWrite,
 ) -> Result<(), StoreError> {
     let own = ops.len();
     for _ in 0..5 {
         let ledger = Ledger::load(table, tenant).await?;
         let mut all = ops.clone();
-        all.extend(ledger.ops(tenant, changes)?);
+        all.extend(ledger.ops(tenant, changes, totals)?);
         match table.transact_write(all).await {
             Err(StoreError::TransactionCanceled { failed })
                 if !failed.is_empty() && failed.iter().all(|&index| index >= own) =>
@@ -566,6 +599,21 @@ struct Stored {
     epoch: Option<(Epoch, u64)>,
     totals: Option<(Totals, u64)>,
     settings: Option<PortfolioSettings>,
+    /// Differences imports wrote and have not folded into the totals yet.
+    pending: Vec<(Key, Totals)>,
+    sequence: Option<u64>,
+}
+
+impl Stored {
+    /// The totals with every pending difference added: the figures as they are.
+    fn current_totals(&self) -> Option<Totals> {
+        let (totals, _) = self.totals.as_ref()?;
+        let mut current = totals.clone();
+        for (_, pending) in &self.pending {
+            current.merge(pending, 1);
+        }
+        Some(current)
+    }
 }
 
 pub struct PortfolioService {
@@ -598,32 +646,90 @@ impl PortfolioService {
     }
 
     async fn read(&self, tenant: TenantId) -> Result<Stored, StoreError> {
-        let page = self
-            .table
-            .query(
-                Query::partition(keys::tenant_partition(tenant))
-                    .begins_with(keys::PORTFOLIO_PREFIX)
-                    .limit(10),
-            )
-            .await?;
-        let mut stored = Stored {
-            epoch: None,
-            totals: None,
-            settings: None,
-        };
-        for item in page.items {
-            let version = item.version;
-            if item.key == keys::portfolio_epoch(tenant) {
-                stored.epoch = Some((from_item(item)?, version));
-            } else if item.key == keys::portfolio_totals(tenant) {
-                stored.totals = Some((Totals::from_attributes(&item.attributes), version));
-            } else if item.key == keys::portfolio_settings(tenant) {
-                stored.settings = Some(from_item(item)?);
-            }
-        }
-        Ok(stored)
+        read_stored(self.table.as_ref(), tenant).await
     }
 
+    /// Folds the differences imports left pending into the totals.
+    pub async fn fold_pending(&self, tenant: TenantId) -> Result<(), PortfolioError> {
+        fold_pending(self.table.as_ref(), tenant).await
+    }
+}
+
+/// The aggregate as stored: epoch, totals, settings and pending differences.
+async fn read_stored(table: &dyn Table, tenant: TenantId) -> Result<Stored, StoreError> {
+    // One page unless an import is writing right now.
+    let query = Query::partition(keys::tenant_partition(tenant))
+        .begins_with(keys::PORTFOLIO_PREFIX)
+        .limit(100);
+    let mut stored = Stored {
+        epoch: None,
+        totals: None,
+        settings: None,
+        pending: Vec::new(),
+        sequence: None,
+    };
+    for item in query_all(table, query).await? {
+        let version = item.version;
+        if item.key == keys::portfolio_epoch(tenant) {
+            stored.epoch = Some((from_item(item)?, version));
+        } else if item.key == keys::portfolio_totals(tenant) {
+            stored.totals = Some((Totals::from_attributes(&item.attributes), version));
+        } else if item.key == keys::portfolio_settings(tenant) {
+            stored.settings = Some(from_item(item)?);
+        } else if item.key == keys::portfolio_sequence(tenant) {
+            stored.sequence = Some(version);
+        } else {
+            let totals = Totals::from_attributes(&item.attributes);
+            stored.pending.push((item.key, totals));
+        }
+    }
+    Ok(stored)
+}
+
+/// Folds the differences imports left pending into the totals, a transaction at a
+/// time; a racing change makes it read again.
+pub async fn fold_pending(table: &dyn Table, tenant: TenantId) -> Result<(), PortfolioError> {
+    let pending_prefix = keys::portfolio_pending(tenant, "").sk;
+    let mut conflicts = 0;
+    loop {
+        let page = table
+            .query(
+                Query::partition(keys::tenant_partition(tenant))
+                    .begins_with(pending_prefix.clone())
+                    .limit(MAX_TRANSACTION_OPS - 1),
+            )
+            .await?;
+        if page.items.is_empty() {
+            return Ok(());
+        }
+        let Some(item) = table.get(&keys::portfolio_totals(tenant)).await? else {
+            return Err(PortfolioError::Contention);
+        };
+        let version = item.version;
+        let mut folded = Totals::from_attributes(&item.attributes);
+        let mut ops = Vec::with_capacity(page.items.len() + 1);
+        for pending in page.items {
+            folded.merge(&Totals::from_attributes(&pending.attributes), 1);
+            ops.push(WriteOp::Delete {
+                key: pending.key,
+                condition: Condition::Exists,
+            });
+        }
+        ops.push(WriteOp::Put {
+            item: Item::new(keys::portfolio_totals(tenant), folded.to_attributes()),
+            condition: Condition::VersionIs(version),
+        });
+        match table.transact_write(ops).await {
+            Ok(()) => conflicts = 0,
+            // A change to the totals, or another fold, came first: read again.
+            Err(StoreError::TransactionCanceled { .. }) if conflicts < 20 => conflicts += 1,
+            Err(StoreError::TransactionCanceled { .. }) => return Err(PortfolioError::Contention),
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
+impl PortfolioService {
     pub async fn settings(&self, tenant: TenantId) -> Result<PortfolioSettings, PortfolioError> {
         Ok(self
             .read(tenant)
@@ -747,7 +853,14 @@ impl PortfolioService {
     pub async fn rebuild(&self, tenant: TenantId) -> Result<RecomputeReport, PortfolioError> {
         for _ in 0..5 {
             let stored = self.read(tenant).await?;
-            let settings = stored.settings.unwrap_or_else(|| self.defaults.clone());
+            if stored.pending.len() > MAX_TRANSACTION_OPS - 4 {
+                self.fold_pending(tenant).await?;
+                continue;
+            }
+            let settings = stored
+                .settings
+                .clone()
+                .unwrap_or_else(|| self.defaults.clone());
             let as_of = self.clock.today();
             let market = self
                 .market_rate(&settings.benchmark, as_of)
@@ -796,14 +909,27 @@ impl PortfolioService {
                     item: Item::new(keys::portfolio_registration(tenant), Attributes::new()),
                     condition: Condition::None,
                 },
+                // No import transaction may have landed since the read.
+                WriteOp::Check {
+                    key: keys::portfolio_sequence(tenant),
+                    condition: match stored.sequence {
+                        Some(version) => Condition::VersionIs(version),
+                        None => Condition::NotExists,
+                    },
+                },
             ];
+            let mut flip = flip;
+            flip.extend(stored.pending.iter().map(|(key, _)| WriteOp::Delete {
+                key: key.clone(),
+                condition: Condition::Exists,
+            }));
             match self.table.transact_write(flip).await {
                 Ok(()) => {
                     self.remove_other_epochs(tenant, &epoch.id).await?;
-                    let previous = stored.epoch.map(|(epoch, _)| epoch.as_of);
-                    let differences = match (&stored.totals, previous) {
-                        (Some((maintained, _)), Some(day)) if day == as_of => {
-                            differences(maintained, &totals)
+                    let previous = stored.epoch.as_ref().map(|(epoch, _)| epoch.as_of);
+                    let differences = match (stored.current_totals(), previous) {
+                        (Some(maintained), Some(day)) if day == as_of => {
+                            differences(&maintained, &totals)
                         }
                         _ => Vec::new(),
                     };
@@ -944,7 +1070,7 @@ impl PortfolioService {
             self.rebuild(tenant).await?;
             stored = self.read(tenant).await?;
         }
-        let (Some((epoch, _)), Some((totals, _))) = (stored.epoch, stored.totals) else {
+        let (Some(totals), Some((epoch, _))) = (stored.current_totals(), stored.epoch) else {
             return Err(PortfolioError::Contention);
         };
         let settings = stored.settings.unwrap_or_else(|| self.defaults.clone());

@@ -21,6 +21,9 @@ pub const MAX_QUERY_LIMIT: usize = 1000;
 
 /// The most operations one transaction may hold (DynamoDB's limit).
 pub const MAX_TRANSACTION_OPS: usize = 100;
+/// The most counters one update may increment: DynamoDB caps an update expression at
+/// 4 KB, and `#n123 = if_not_exists(#n123, :v1) + :v456, ` takes 43 characters.
+pub const MAX_UPDATE_INCREMENTS: usize = 90;
 
 /// Free-form attributes of an item.
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
@@ -377,6 +380,12 @@ pub fn validate_attribute_names<'a>(
 
 pub fn validate_update(update: &Update) -> Result<(), StoreError> {
     validate_key(&update.key)?;
+    if update.increment.len() > MAX_UPDATE_INCREMENTS {
+        return Err(StoreError::Invalid(format!(
+            "{} increments in one update; at most {MAX_UPDATE_INCREMENTS}",
+            update.increment.len()
+        )));
+    }
     validate_attribute_names(
         update
             .set

@@ -739,6 +739,21 @@ mod tests {
     }
 
     #[test]
+    fn the_most_increments_fit_the_expression_limit() {
+        let mut update = Update::new(Key::new("p", "s"));
+        update.set.insert("asOf".into(), json!("2026-11-21"));
+        for n in 0..domain::store::MAX_UPDATE_INCREMENTS {
+            update
+                .increment
+                .push((format!("lessor|Lessor {n} AB|debt|SEK"), 1));
+        }
+        let mut expression = Expression::default();
+        let text = update_expression(&update, &mut expression).unwrap();
+        // DynamoDB's limit on each expression.
+        assert!(text.len() <= 4096, "{} characters", text.len());
+    }
+
+    #[test]
     fn conditions_use_placeholders() {
         let mut expression = Expression::default();
         assert_eq!(condition_expression(Condition::None, &mut expression), None);
