@@ -119,7 +119,12 @@ async fn a_swedish_excel_file_imports_and_the_same_file_twice_changes_nothing() 
     let dashboard = app.get_json(&owner.token, "/portfolio").await;
     assert_eq!(dashboard["contracts"]["total"], 3);
     assert_eq!(dashboard["contracts"]["active"], 3);
-    assert!(dashboard["leasingDebt"]["today"]["amount"].as_i64().unwrap() > 0);
+    assert!(
+        dashboard["leasingDebt"]["today"]["amount"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
     let recompute = app
         .authed(&owner.token, Method::POST, "/portfolio/recompute")
         .send()
