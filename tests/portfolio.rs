@@ -6,7 +6,7 @@ use chrono::{Months, NaiveDate};
 use domain::access::Role;
 use domain::contracts::{Contract, ContractStatus};
 use domain::schedule;
-use e2e::{TestApp, contract, problem};
+use e2e::{TestApp, contract, ecb_xml, loopback_feeds, problem};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -51,12 +51,7 @@ async fn publish_rates(server: &MockServer) {
         .respond_with(ResponseTemplate::new(204))
         .mount(server)
         .await;
-    let xml = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">
-<Cube><Cube time="2026-11-20"><Cube currency="SEK" rate="{EUR_SEK}"/></Cube></Cube>
-</gesmes:Envelope>"#
-    );
+    let xml = ecb_xml(&[("2026-11-20", &[("SEK", EUR_SEK)])]);
     Mock::given(method("GET"))
         .and(path_regex("^/ecb/eurofxref-.*"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(xml, "text/xml"))
@@ -65,15 +60,7 @@ async fn publish_rates(server: &MockServer) {
 }
 
 async fn app_with_rates(server: &MockServer) -> TestApp {
-    let base = server.uri();
-    let feeds = adapters::feeds::build_feeds(&adapters::feeds::FeedSettings {
-        riksbank_swea_url: Some(format!("{base}/swea")),
-        riksbank_swestr_url: Some(format!("{base}/swestr")),
-        ecb_url: Some(format!("{base}/ecb")),
-        retry: Some(adapters::feeds::RetryPolicy::fast_for_tests()),
-        ..Default::default()
-    })
-    .expect("feeds");
+    let feeds = loopback_feeds(&server.uri());
     TestApp::spawn_with(tempfile::tempdir().unwrap(), feeds).await
 }
 

@@ -3,30 +3,11 @@
 //! variable-rate contract follows a new observation.
 
 use domain::access::Role;
-use e2e::{TestApp, contract, error_codes, problem};
+use e2e::{TestApp, contract, ecb_xml, error_codes, loopback_feeds, problem};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn ecb_xml(days: &[(&str, &[(&str, &str)])]) -> String {
-    let mut cubes = String::new();
-    for (day, rates) in days {
-        cubes.push_str(&format!("<Cube time=\"{day}\">"));
-        for (currency, rate) in *rates {
-            cubes.push_str(&format!("<Cube currency=\"{currency}\" rate=\"{rate}\"/>"));
-        }
-        cubes.push_str("</Cube>");
-    }
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">
-<gesmes:subject>Reference rates</gesmes:subject>
-<gesmes:Sender><gesmes:name>European Central Bank</gesmes:name></gesmes:Sender>
-<Cube>{cubes}</Cube>
-</gesmes:Envelope>"#
-    )
-}
 
 /// What the sources publish up to 2026-11-20.
 async fn publish_up_to_friday(server: &MockServer) {
@@ -86,18 +67,6 @@ async fn publish_up_to_friday(server: &MockServer) {
         .await;
 }
 
-fn feeds(server: &MockServer) -> Vec<std::sync::Arc<dyn domain::rates::feed::RateFeed>> {
-    let base = server.uri();
-    adapters::feeds::build_feeds(&adapters::feeds::FeedSettings {
-        riksbank_swea_url: Some(format!("{base}/swea")),
-        riksbank_swestr_url: Some(format!("{base}/swestr")),
-        ecb_url: Some(format!("{base}/ecb")),
-        retry: Some(adapters::feeds::RetryPolicy::fast_for_tests()),
-        ..Default::default()
-    })
-    .expect("feeds")
-}
-
 async fn refresh(app: &TestApp, token: &str) -> Value {
     let response = app
         .authed(token, Method::POST, "/rates/refresh")
@@ -114,7 +83,8 @@ async fn refresh(app: &TestApp, token: &str) -> Value {
 async fn a_poll_fills_the_series_and_the_api_serves_them() {
     let server = MockServer::start().await;
     publish_up_to_friday(&server).await;
-    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), feeds(&server)).await;
+    let app =
+        TestApp::spawn_with(tempfile::tempdir().unwrap(), loopback_feeds(&server.uri())).await;
     let owner = app.sign_up().await;
 
     let report = refresh(&app, &owner.token).await;
@@ -242,7 +212,8 @@ async fn a_poll_fills_the_series_and_the_api_serves_them() {
 async fn a_variable_rate_contract_follows_its_reference() {
     let server = MockServer::start().await;
     publish_up_to_friday(&server).await;
-    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), feeds(&server)).await;
+    let app =
+        TestApp::spawn_with(tempfile::tempdir().unwrap(), loopback_feeds(&server.uri())).await;
     let owner = app.sign_up().await;
     refresh(&app, &owner.token).await;
 
@@ -307,7 +278,8 @@ async fn a_variable_rate_contract_follows_its_reference() {
 async fn bad_rate_references_are_refused() {
     let server = MockServer::start().await;
     publish_up_to_friday(&server).await;
-    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), feeds(&server)).await;
+    let app =
+        TestApp::spawn_with(tempfile::tempdir().unwrap(), loopback_feeds(&server.uri())).await;
     let owner = app.sign_up().await;
     refresh(&app, &owner.token).await;
     for (reference, keep_fixed, pointer, code) in [
@@ -361,7 +333,7 @@ async fn an_unreachable_source_keeps_the_last_values_and_others_go_on() {
     let server = MockServer::start().await;
     publish_up_to_friday(&server).await;
     let data = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(data, feeds(&server)).await;
+    let app = TestApp::spawn_with(data, loopback_feeds(&server.uri())).await;
     let owner = app.sign_up().await;
     refresh(&app, &owner.token).await;
     let data = app.stop().await;
@@ -373,7 +345,7 @@ async fn an_unreachable_source_keeps_the_last_values_and_others_go_on() {
         .mount(&server)
         .await;
     publish_up_to_friday(&server).await;
-    let app = TestApp::spawn_with(data, feeds(&server)).await;
+    let app = TestApp::spawn_with(data, loopback_feeds(&server.uri())).await;
     let token = app.log_in(&owner.email, e2e::PASSWORD).await;
     let report = refresh(&app, &token).await;
     assert_eq!(report["unreachable"][0]["source"], "riksbank", "{report}");

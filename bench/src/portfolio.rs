@@ -196,19 +196,15 @@ impl Organization {
     }
 
     async fn get(&self, client: &reqwest::Client, url: &str, path: &str) -> Result<Value> {
-        Ok(client
-            .get(format!("{url}{path}"))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        self.send(client.get(format!("{url}{path}"))).await
     }
 
     async fn post(&self, client: &reqwest::Client, url: &str, path: &str) -> Result<Value> {
-        Ok(client
-            .post(format!("{url}{path}"))
+        self.send(client.post(format!("{url}{path}"))).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        Ok(request
             .bearer_auth(&self.token)
             .send()
             .await?

@@ -261,3 +261,36 @@ pub fn etag(response: &Response) -> String {
 pub fn data_file(data: &Path) -> std::path::PathBuf {
     data.join("leasedesk.sqlite3")
 }
+
+/// The rate feeds pointed at a loopback server that speaks like Riksbanken (`/swea`,
+/// `/swestr`) and the ECB (`/ecb`), retrying fast.
+pub fn loopback_feeds(base: &str) -> Vec<Arc<dyn domain::rates::feed::RateFeed>> {
+    adapters::feeds::build_feeds(&adapters::feeds::FeedSettings {
+        riksbank_swea_url: Some(format!("{base}/swea")),
+        riksbank_swestr_url: Some(format!("{base}/swestr")),
+        ecb_url: Some(format!("{base}/ecb")),
+        retry: Some(adapters::feeds::RetryPolicy::fast_for_tests()),
+        ..Default::default()
+    })
+    .expect("feeds")
+}
+
+/// The ECB's euro reference rates as its XML files carry them: `(day, [(currency, rate)])`.
+pub fn ecb_xml(days: &[(&str, &[(&str, &str)])]) -> String {
+    let mut cubes = String::new();
+    for (day, rates) in days {
+        cubes.push_str(&format!("<Cube time=\"{day}\">"));
+        for (currency, rate) in *rates {
+            cubes.push_str(&format!("<Cube currency=\"{currency}\" rate=\"{rate}\"/>"));
+        }
+        cubes.push_str("</Cube>");
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">
+<gesmes:subject>Reference rates</gesmes:subject>
+<gesmes:Sender><gesmes:name>European Central Bank</gesmes:name></gesmes:Sender>
+<Cube>{cubes}</Cube>
+</gesmes:Envelope>"#
+    )
+}

@@ -577,14 +577,6 @@ pub(crate) const CSV_COLUMNS: [&str; 19] = [
     "debtToday",
 ];
 
-/// An enum value as the API spells it (`vehicle`, `monthly`), so an export re-imports.
-fn wire_name<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Writes the rows as CSV in `lang`'s conventions.
 fn contracts_csv(
     rows: &[(Contract, Option<rust_decimal::Decimal>)],
@@ -614,17 +606,17 @@ fn contracts_csv(
                 contract.contract_number.clone(),
                 contract.lessor.clone(),
                 contract.description.clone(),
-                wire_name(&contract.category),
+                contract.category.as_str().to_owned(),
                 optional(contract.registration_number.clone()),
                 optional(contract.cost_center.clone()),
                 contract.start_date.to_string(),
                 contract.end_date.to_string(),
                 optional(contract.termination_date.map(|d| d.to_string())),
-                wire_name(&contract.status),
+                contract.status.as_str().to_owned(),
                 money(contract.payment.amount, digits),
                 contract.payment.currency.code().to_owned(),
-                wire_name(&contract.payment_frequency),
-                wire_name(&contract.payment_timing),
+                contract.payment_frequency.as_str().to_owned(),
+                contract.payment_timing.as_str().to_owned(),
                 optional(contract.residual_value.map(|r| money(r.amount, digits))),
                 optional(contract.interest_rate.map(|r| number(r.percent()))),
                 optional(

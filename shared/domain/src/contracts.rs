@@ -21,13 +21,20 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// Gives an enum `NAMES` (its names on the wire, as serde spells them) and a `parse`
+/// Gives an enum `NAMES` (its names on the wire, as serde spells them), `as_str`, and a `parse`
 /// that answers [`FieldIssue::InvalidChoice`] listing them. A test holds the names to
 /// serde's.
 macro_rules! wire_names {
     ($enum:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $enum {
             pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The name on the wire, e.g. in a CSV cell or a counter name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($enum::$variant => $name,)+
+                }
+            }
 
             pub fn parse(value: &str) -> Result<Self, FieldIssue> {
                 match value {
@@ -1554,17 +1561,31 @@ mod tests {
         fn check<T: Serialize + std::fmt::Debug>(
             names: &[&str],
             parse: impl Fn(&str) -> Result<T, FieldIssue>,
+            as_str: impl Fn(T) -> &'static str,
         ) {
             for name in names {
                 let value = parse(name).unwrap();
                 assert_eq!(serde_json::to_value(&value).unwrap(), *name, "{value:?}");
+                assert_eq!(as_str(value), *name);
             }
             assert!(parse("nonsense").is_err());
         }
-        check(Category::NAMES, Category::parse);
-        check(PaymentFrequency::NAMES, PaymentFrequency::parse);
-        check(PaymentTiming::NAMES, PaymentTiming::parse);
-        check(ContractStatus::NAMES, ContractStatus::parse);
+        check(Category::NAMES, Category::parse, Category::as_str);
+        check(
+            PaymentFrequency::NAMES,
+            PaymentFrequency::parse,
+            PaymentFrequency::as_str,
+        );
+        check(
+            PaymentTiming::NAMES,
+            PaymentTiming::parse,
+            PaymentTiming::as_str,
+        );
+        check(
+            ContractStatus::NAMES,
+            ContractStatus::parse,
+            ContractStatus::as_str,
+        );
     }
 
     #[test]

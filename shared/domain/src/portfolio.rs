@@ -167,7 +167,7 @@ mod counter {
     use super::*;
 
     pub fn status(status: ContractStatus) -> String {
-        format!("count|{}", wire(&status))
+        format!("count|{}", status.as_str())
     }
 
     pub const WITHOUT_RATE: &str = "count|withoutRate";
@@ -184,7 +184,7 @@ mod counter {
 
     /// Yearly payments of the contracts in `status`.
     pub fn cost(currency: Currency, status: ContractStatus) -> String {
-        format!("cost|{currency}|{}", wire(&status))
+        format!("cost|{currency}|{}", status.as_str())
     }
 
     pub fn group_count(dimension: &str, value: &str) -> String {
@@ -206,14 +206,6 @@ mod counter {
     pub fn unescape(value: &str) -> String {
         value.replace("%7C", "|").replace("%25", "%")
     }
-}
-
-/// An enum's name on the wire (`extended`, `vehicle`).
-fn wire<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// The days of the debt series: the epoch's day shifted by −12 … +12 months.
@@ -334,7 +326,7 @@ impl Facts {
         }
         totals.add(counter::cost(k, self.status), self.payments_per_year);
         for (dimension, value) in [
-            ("category", wire(&self.category)),
+            ("category", self.category.as_str().to_owned()),
             ("lessor", self.lessor.clone()),
             ("costCenter", self.cost_center.clone()),
         ] {
@@ -348,35 +340,13 @@ impl Facts {
         totals
     }
 
-    /// The yearly saving at `market` percent, in the contract's minor units: interest
-    /// above the market on today's debt, plus the payments of an extended contract.
-    fn potential(&self, market: Option<Decimal>) -> Potential {
-        let above_market = match (market, self.rate) {
-            (Some(market), Some(rate)) if rate > market && self.live() => {
-                let points = rate - market;
-                let yearly = Decimal::from(self.debt_today()) * points / Decimal::ONE_HUNDRED;
-                Potential::round(yearly)
-            }
-            _ => 0,
-        };
-        let extension = if self.status == ContractStatus::Extended {
-            self.payments_per_year
-        } else {
-            0
-        };
-        Potential {
-            above_market,
-            extension,
-        }
-    }
-
     /// The contract's entries in the dashboard lists: `(list, rank)`.
     fn entries(&self, market: Option<Decimal>) -> Vec<(&'static str, String)> {
         let mut entries = Vec::new();
         if self.status == ContractStatus::Extended {
             entries.push((EXTENDED_LIST, self.summary.end_date.to_string()));
         }
-        let total = self.potential(market).total();
+        let total = self.summary.potential(market).total();
         if total > 0 {
             // Largest first in sort-key order.
             entries.push((SAVINGS_LIST, format!("{:020}", i64::MAX - total)));
@@ -385,17 +355,28 @@ impl Facts {
     }
 }
 
+/// What a contract could save a year, in its own minor units.
 struct Potential {
+    /// Its rate minus the market's, in percentage points (when both are known).
+    points: Option<Decimal>,
+    /// Interest above the market on today's debt.
     above_market: i64,
+    /// The payments of an extended contract.
     extension: i64,
 }
 
-impl Potential {
-    fn round(value: Decimal) -> i64 {
-        i64::try_from(value.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero))
-            .unwrap_or(i64::MAX)
-    }
+/// `value` rounded to whole minor units, half away from zero.
+fn whole(value: Decimal) -> i64 {
+    i64::try_from(value.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero))
+        .unwrap_or(i64::MAX)
+}
 
+/// A yearly amount per month, rounded to whole minor units.
+fn per_month(yearly: i64) -> i64 {
+    whole(Decimal::from(yearly) / Decimal::from(12))
+}
+
+impl Potential {
     fn total(&self) -> i64 {
         self.above_market.saturating_add(self.extension)
     }
@@ -427,6 +408,35 @@ pub enum TotalsWrite {
     /// [`PortfolioService::fold_pending`]: for an import's many batches, so none rewrites
     /// the totals or meets the limit of counters one update may carry.
     Pending,
+}
+
+impl ContractSummary {
+    /// The yearly saving at `market` percent: interest above the market on today's
+    /// debt (for a contract not terminated), plus the payments of an extended contract.
+    fn potential(&self, market: Option<Decimal>) -> Potential {
+        let points = match (market, self.interest_rate) {
+            (Some(market), Some(rate)) if self.status != ContractStatus::Terminated => {
+                Some(rate - market)
+            }
+            _ => None,
+        };
+        let above_market = match points {
+            Some(points) if points > Decimal::ZERO => {
+                whole(Decimal::from(self.leasing_debt.unwrap_or(0)) * points / Decimal::ONE_HUNDRED)
+            }
+            _ => 0,
+        };
+        let extension = if self.status == ContractStatus::Extended {
+            self.payments_per_year
+        } else {
+            0
+        };
+        Potential {
+            points,
+            above_market,
+            extension,
+        }
+    }
 }
 
 /// The portfolio's share of contract changes: prepared before a contract transaction
@@ -1328,7 +1338,7 @@ impl Converter<'_> {
 
     fn amount(&self, value: Decimal) -> Amount {
         Amount {
-            amount: Potential::round(value),
+            amount: whole(value),
             currency: self.to,
         }
     }
@@ -1438,7 +1448,6 @@ pub struct ListedContract {
 
 impl ListedContract {
     fn from_summary(summary: &ContractSummary) -> Self {
-        let monthly = Decimal::from(summary.payments_per_year) / Decimal::from(12);
         Self {
             id: summary.id,
             contract_number: summary.contract_number.clone(),
@@ -1447,7 +1456,7 @@ impl ListedContract {
             status: summary.status,
             end_date: summary.end_date,
             monthly_cost: Amount {
-                amount: Potential::round(monthly),
+                amount: per_month(summary.payments_per_year),
                 currency: summary.currency,
             },
             leasing_debt: summary.leasing_debt.map(|amount| Amount {
@@ -1602,7 +1611,7 @@ impl Dashboard {
 
         let yearly = |status: ContractStatus| convert.sum(totals, |k| counter::cost(k, status));
         let monthly_of = |amount: Amount| Amount {
-            amount: Potential::round(Decimal::from(amount.amount) / Decimal::from(12)),
+            amount: per_month(amount.amount),
             currency: amount.currency,
         };
         let live_yearly = [
@@ -1711,30 +1720,17 @@ impl Dashboard {
 }
 
 fn savings_candidate(summary: &ContractSummary, market: Option<Decimal>) -> SavingsCandidate {
-    let currency = summary.currency;
-    let live = summary.status != ContractStatus::Terminated;
-    let points = match (market, summary.interest_rate) {
-        (Some(market), Some(rate)) if live => Some(rate - market),
-        _ => None,
+    let potential = summary.potential(market);
+    let money = |amount: i64| Amount {
+        amount,
+        currency: summary.currency,
     };
-    let above = match points {
-        Some(points) if points > Decimal::ZERO => Potential::round(
-            Decimal::from(summary.leasing_debt.unwrap_or(0)) * points / Decimal::ONE_HUNDRED,
-        ),
-        _ => 0,
-    };
-    let extension = if summary.status == ContractStatus::Extended {
-        summary.payments_per_year
-    } else {
-        0
-    };
-    let money = |amount: i64| Amount { amount, currency };
     SavingsCandidate {
         contract: ListedContract::from_summary(summary),
-        potential_per_year: money(above + extension),
-        interest_above_market_per_year: money(above),
-        extension_cost_per_year: money(extension),
-        points_above_market: points,
+        potential_per_year: money(potential.total()),
+        interest_above_market_per_year: money(potential.above_market),
+        extension_cost_per_year: money(potential.extension),
+        points_above_market: potential.points,
     }
 }
 
@@ -1757,7 +1753,7 @@ fn breakdown(totals: &Totals, dimension: &str, convert: &Converter<'_>) -> Vec<B
                 monthly_cost: {
                     let yearly = convert.sum(totals, |k| counter::group_cost(dimension, &key, k));
                     Amount {
-                        amount: Potential::round(Decimal::from(yearly.amount) / Decimal::from(12)),
+                        amount: per_month(yearly.amount),
                         currency: yearly.currency,
                     }
                 },
