@@ -23,7 +23,7 @@ const WRITES_PER_TRANSACTION: usize = crate::store::MAX_TRANSACTION_OPS - 3;
 /// Transactions between two folds of their pending differences into the totals.
 const FOLD_EVERY: usize = 256;
 /// Transactions in flight at once; the store commits them in groups.
-const TRANSACTIONS_IN_FLIGHT: usize = 64;
+const TRANSACTIONS_IN_FLIGHT: usize = 256;
 
 /// One row of an import.
 #[derive(Clone, Debug)]
