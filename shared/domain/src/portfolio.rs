@@ -33,6 +33,14 @@
 //! into the totals every few hundred transactions and at its end. A dashboard adds any
 //! pending items it finds (they come with the same query), so its figures never lag.
 //!
+//! A rebuild must not need a schedule per contract (about 5 µs each, where the whole
+//! rebuild's computation has 50 ms for 100,000 contracts). So every contract item carries
+//! its **facts** for the epoch's day ([`StoredFacts`]: the debt series), written by the
+//! same transaction that writes the contract and counts it, and stored for the new day by
+//! the nightly roll ([`PortfolioService::roll`]) without a new version. A rebuild reuses
+//! facts of its own day and computes the others, and sums them typed (`Tally`) rather
+//! than by counter name.
+//!
 //! Past and projected values use each contract's current terms: a contract repriced last
 //! month shows its new rate in the history too.
 
@@ -1452,9 +1460,9 @@ impl PortfolioService {
         tenant: TenantId,
         contracts: &[StoredContract],
         computed: Vec<(usize, StoredFacts)>,
-    ) -> Result<FactsRefresh, StoreError> {
+        report: &mut RollReport,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut refresh = FactsRefresh::default();
         let writes = computed.into_iter().filter_map(|(index, facts)| {
             let contract = &contracts.get(index)?.contract;
             Some(async move {
@@ -1475,38 +1483,47 @@ impl PortfolioService {
         let mut writes = futures_util::stream::iter(writes).buffer_unordered(FACTS_IN_FLIGHT);
         while let Some(written) = writes.next().await {
             if written? {
-                refresh.written += 1;
+                report.facts_written += 1;
             } else {
-                refresh.skipped += 1;
+                report.facts_skipped += 1;
             }
         }
-        refresh.micros = duration_micros(started.elapsed());
-        Ok(refresh)
+        report.write_micros = duration_micros(started.elapsed());
+        Ok(())
     }
 
-    /// Moves one organization's figures to `today` (a rebuild, unless its epoch is of
-    /// today already) and stores every contract's facts for the day, then notes that in
-    /// its registration so the next run of the roll passes it by.
-    async fn roll(
-        &self,
-        tenant: TenantId,
-        today: NaiveDate,
-        rebuild: bool,
-    ) -> Result<FactsRefresh, PortfolioError> {
-        let (contracts, computed) = if rebuild {
+    /// Moves one organization's figures to today (a rebuild, unless they are of today
+    /// already) and stores the day's facts in every contract whose stored ones are for
+    /// another day, then notes that in its registration so the roll passes it by until
+    /// the next day. What the nightly roll does for each organization.
+    pub async fn roll(&self, tenant: TenantId) -> Result<RollReport, PortfolioError> {
+        let today = self.clock.today();
+        let stored = self.read(tenant).await?;
+        let rebuild = stored.epoch.is_none_or(|(epoch, _)| epoch.as_of != today);
+        let (contracts, computed, compute_micros) = if rebuild {
             let rebuilt = self.rebuild_reading(tenant).await?;
-            (rebuilt.contracts, rebuilt.computed)
+            let micros = rebuilt.report.computation_micros;
+            (rebuilt.contracts, rebuilt.computed, micros)
         } else {
             let contracts = self.all_contracts(tenant).await?;
-            let computed = contracts
+            let started = Instant::now();
+            let computed: Vec<(usize, StoredFacts)> = contracts
                 .iter()
                 .enumerate()
                 .filter(|(_, stored)| stored.stored_debts(today).is_none())
                 .map(|(index, stored)| (index, StoredFacts::of(&stored.contract, today)))
                 .collect();
-            (contracts, computed)
+            (contracts, computed, duration_micros(started.elapsed()))
         };
-        let refresh = self.store_facts(tenant, &contracts, computed).await?;
+        let mut report = RollReport {
+            rebuilt: rebuild,
+            contracts: contracts.len(),
+            facts_computed: computed.len(),
+            compute_micros,
+            ..RollReport::default()
+        };
+        self.store_facts(tenant, &contracts, computed, &mut report)
+            .await?;
         let mut registration = Attributes::new();
         registration.insert(
             FACTS_DAY_ATTRIBUTE.to_owned(),
@@ -1518,7 +1535,7 @@ impl PortfolioService {
                 Condition::None,
             )
             .await?;
-        Ok(refresh)
+        Ok(report)
     }
 
     async fn write_in_batches(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
@@ -1591,19 +1608,23 @@ impl PortfolioService {
                     .get(FACTS_DAY_ATTRIBUTE)
                     .and_then(|day| day.as_str()?.parse::<NaiveDate>().ok());
                 let current = self.read(tenant).await?;
-                let rebuild = current.epoch.is_none_or(|(epoch, _)| epoch.as_of != today);
-                if !rebuild && facts_day == Some(today) {
+                if current.epoch.is_some_and(|(epoch, _)| epoch.as_of == today)
+                    && facts_day == Some(today)
+                {
                     continue;
                 }
-                match self.roll(tenant, today, rebuild).await {
-                    Ok(refresh) => {
-                        rolled += usize::from(rebuild);
+                match self.roll(tenant).await {
+                    Ok(report) => {
+                        rolled += usize::from(report.rebuilt);
                         tracing::info!(
                             %tenant,
-                            rebuilt = rebuild,
-                            facts_written = refresh.written,
-                            facts_skipped = refresh.skipped,
-                            facts_micros = refresh.micros,
+                            rebuilt = report.rebuilt,
+                            contracts = report.contracts,
+                            facts_computed = report.facts_computed,
+                            facts_written = report.facts_written,
+                            facts_skipped = report.facts_skipped,
+                            compute_micros = report.compute_micros,
+                            write_micros = report.write_micros,
                             "portfolio rolled"
                         );
                     }
@@ -1767,14 +1788,22 @@ struct Rebuilt {
     computed: Vec<(usize, StoredFacts)>,
 }
 
-/// What storing the day's facts did.
+/// What rolling one organization to the day did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FactsRefresh {
+pub struct RollReport {
+    /// Whether its figures were rebuilt (they were of another day).
+    pub rebuilt: bool,
+    pub contracts: usize,
+    /// Contracts whose stored facts were missing or of another day.
+    pub facts_computed: usize,
     /// Contracts that got the day's facts.
-    pub written: usize,
-    /// Contracts changed or deleted since they were read: their own write stored facts.
-    pub skipped: usize,
-    pub micros: u64,
+    pub facts_written: usize,
+    /// Contracts changed or deleted since they were read: a change stores its own facts.
+    pub facts_skipped: usize,
+    /// Time computing: the rebuild's computation, or the facts alone.
+    pub compute_micros: u64,
+    /// Time writing the facts.
+    pub write_micros: u64,
 }
 
 /// The registration attribute that says which day's facts the roll last stored.
