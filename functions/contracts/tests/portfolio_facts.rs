@@ -60,8 +60,12 @@ fn new_contract(n: usize) -> Value {
     let frequency = ["monthly", "quarterly", "yearly"][n % 3];
     let lessor = ["Volvofinans Bank AB", "SEB Leasing AB"][n % 2];
     let category = ["vehicle", "it", "machinery"][n % 3];
-    let currency = if n % 4 == 0 { "EUR" } else { "SEK" };
-    let timing = if n % 2 == 0 { "advance" } else { "arrears" };
+    let currency = if n.is_multiple_of(4) { "EUR" } else { "SEK" };
+    let timing = if n.is_multiple_of(2) {
+        "advance"
+    } else {
+        "arrears"
+    };
     let mut body = json!({
         "contractNumber": format!("LC-{n}"),
         "lessor": lessor,
@@ -74,10 +78,10 @@ fn new_contract(n: usize) -> Value {
         "paymentFrequency": frequency,
         "paymentTiming": timing,
     });
-    if n % 5 != 0 {
+    if !n.is_multiple_of(5) {
         body["interestRate"] = json!(format!("{}.{}", 2 + n % 5, n % 10));
     }
-    if n % 6 == 0 {
+    if n.is_multiple_of(6) {
         body["terminationDate"] = json!("2025-06-30");
     }
     body
