@@ -11,6 +11,7 @@ pub mod contracts;
 pub mod ids;
 pub mod import;
 pub mod input;
+pub mod jobs;
 pub mod keys;
 pub mod money;
 pub mod organization;
