@@ -257,7 +257,7 @@ impl JobService {
         dry_run: bool,
     ) -> Result<ImportJob, JobError> {
         let now = self.clock.now();
-        let mut job = ImportJob {
+        let job = ImportJob {
             id,
             tenant_id: actor.tenant,
             kind: JobKind::ContractImport,
@@ -286,7 +286,6 @@ impl JobService {
             version: 1,
         };
         self.table.put(job.item()?, Condition::NotExists).await?;
-        job.version = 1;
         Ok(job)
     }
 
