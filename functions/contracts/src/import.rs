@@ -10,9 +10,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use domain::access::Permission;
 use domain::import::{ImportReport, ImportRow};
-use domain::validation::FieldIssue;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -68,6 +68,11 @@ pub struct FileFormat {
 /// before anything is written: any problem and nothing is imported (422, every problem
 /// listed with its row). Rows upsert by contract number, so importing the same file
 /// twice changes nothing. `dryRun=true` only reports.
+///
+/// A file over 1 MiB (about 6,000 rows) is not imported in the request: it is stored
+/// and imported by a worker as a job, and the answer is 202 with the job and
+/// `Location: /jobs/{id}` (follow it with `GET /jobs/{id}`). In AWS a request body is
+/// limited to 6 MB; `POST /contracts/import/jobs` takes a file of any size.
 #[utoipa::path(
     post,
     path = "/contracts/import",
@@ -78,6 +83,8 @@ pub struct FileFormat {
         description = "The file, as saved by Excel or by `GET /contracts/export`"),
     responses(
         (status = 200, description = "Imported, or the dry run's report", body = ImportResult),
+        (status = 202, description = "A large file: stored and queued as a job", body = crate::jobs::Job,
+            headers(("location" = String, description = "The job, `/jobs/{id}`"))),
         (status = 400, description = "The file cannot be read as a contract CSV",
             body = ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not a CSV file",
@@ -93,31 +100,15 @@ pub(crate) async fn import(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Result<Json<ImportResult>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Permission::WriteContracts)?;
     if !is_csv(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let mut dry_run = false;
-    for (name, value) in params {
-        match (name.as_str(), value.as_str()) {
-            ("dryRun", "true") => dry_run = true,
-            ("dryRun", "false") => dry_run = false,
-            ("dryRun", _) => {
-                return Err(ApiError::InvalidParameters(vec![InvalidValue::parameter(
-                    "dryRun",
-                    FieldIssue::InvalidChoice {
-                        allowed: &["true", "false"],
-                    },
-                )]));
-            }
-            _ => {
-                return Err(ApiError::InvalidParameters(vec![InvalidValue::parameter(
-                    &name,
-                    FieldIssue::UnknownField,
-                )]));
-            }
-        }
+    let dry_run = crate::jobs::dry_run_parameter(params)?;
+    if body.len() > crate::jobs::INLINE_IMPORT_MAX_BYTES {
+        return crate::jobs::import_as_job(&state, &caller.actor(), lang, body.to_vec(), dry_run)
+            .await;
     }
     let CsvFile {
         rows,
@@ -179,7 +170,8 @@ pub(crate) async fn import(
             delimiter: delimiter.to_string(),
             decimal_comma,
         },
-    }))
+    })
+    .into_response())
 }
 
 /// CSV as browsers and tools label it (Excel on Windows says `vnd.ms-excel`).

@@ -1,9 +1,22 @@
 //! The contracts function: the contract register of an organization — create, read,
-//! list with filters, change with optimistic concurrency, delete.
+//! list with filters, change with optimistic concurrency, delete, export and import
+//! (large imports as jobs, run by the import worker, `handle`).
 
 mod import;
 mod import_csv;
+mod jobs;
 mod portfolio;
+mod worker;
+
+pub use import::MAX_IMPORT_BYTES;
+pub use jobs::{INLINE_IMPORT_MAX_BYTES, ImportPorts, JobMessage};
+pub use worker::{
+    BatchItemFailure, CHUNK_ROWS, ImportWorker, MAX_DELIVERIES, SqsBatchResponse, SqsEvent,
+    SqsMessage, handle,
+};
+
+#[cfg(feature = "lambda")]
+pub mod aws_env;
 
 use api::openapi::CommonParts;
 use api::problem::{InvalidValue, ProblemDocument};
@@ -14,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::access::Permission;
+use domain::blobs::Blobs;
 use domain::clock::Clock;
 use domain::contracts::{
     Category, Contract, ContractChanges, ContractFilter, ContractService, ContractStatus,
@@ -21,8 +35,10 @@ use domain::contracts::{
 };
 use domain::ids::ContractId;
 use domain::input::date;
+use domain::jobs::JobService;
 use domain::money::Money;
 use domain::portfolio::{PortfolioService, PortfolioSettings};
+use domain::queue::Queue;
 use domain::schedule::{LiabilitySchedule, ScheduleRow};
 use domain::store::Table;
 use domain::validation::FieldIssue;
@@ -35,6 +51,9 @@ pub struct ContractsState {
     contracts: Arc<ContractService>,
     portfolio: Arc<PortfolioService>,
     tokens: Arc<AccessTokens>,
+    jobs: Arc<JobService>,
+    /// Where large imports go; without them a large body is refused (413).
+    imports: Option<ImportPorts>,
 }
 
 impl ContractsState {
@@ -51,9 +70,19 @@ impl ContractsState {
     ) -> Self {
         Self {
             contracts: Arc::new(ContractService::new(table.clone(), clock.clone())),
+            jobs: Arc::new(JobService::new(table.clone(), clock.clone())),
             portfolio: Arc::new(PortfolioService::new(table, clock, defaults)),
             tokens,
+            imports: None,
         }
+    }
+
+    /// Large imports as jobs: files kept in `blobs`, one message per job on `queue`
+    /// for the import worker. Every deployment sets them (Lambda: S3 and SQS; the
+    /// local runner: a folder and a SQLite queue).
+    pub fn with_import_jobs(mut self, blobs: Arc<dyn Blobs>, queue: Arc<dyn Queue>) -> Self {
+        self.imports = Some(ImportPorts { blobs, queue });
+        self
     }
 }
 
@@ -109,6 +138,9 @@ pub fn router(state: ContractsState) -> Router {
             "/contracts/import",
             post(import::import).layer(DefaultBodyLimit::max(import::MAX_IMPORT_BYTES)),
         )
+        .route("/contracts/import/jobs", post(jobs::create_job))
+        .route("/jobs/{id}", get(jobs::get_job))
+        .route("/jobs/{id}/start", post(jobs::start_job))
         .route("/contracts/{id}/schedule", get(schedule))
         .route("/portfolio", get(portfolio::dashboard))
         .route("/portfolio/recompute", post(portfolio::recompute))
@@ -121,11 +153,14 @@ pub fn router(state: ContractsState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, export, import::import, read, update, delete, schedule,
+    paths(create, list, export, import::import, jobs::create_job, jobs::start_job, jobs::get_job,
+        read, update, delete, schedule,
         portfolio::dashboard, portfolio::recompute, portfolio::settings,
         portfolio::update_settings),
     components(schemas(
         ContractSchedule, LiabilitySchedule, ScheduleRow,
+        jobs::Job, jobs::JobRowProblem, jobs::JobFailureView, jobs::Upload, jobs::CreatedJob,
+        domain::jobs::JobKind, domain::jobs::JobStatus, domain::jobs::JobCounts,
         Contract, NewContract, ContractChanges, ContractList, MoneyInput, Money, Category,
         ContractStatus, PaymentFrequency, PaymentTiming
     )),

@@ -1,6 +1,7 @@
 //! The local runner: every function's routes merged into one axum app over the
-//! embedded adapters (SQLite, files), served on one address. Same handlers, same code
-//! paths as in Lambda.
+//! embedded adapters (SQLite, files), served on one address, and the event functions
+//! driven in-process (the import worker from the embedded queue, the schedules). Same
+//! handlers, same code paths as in Lambda.
 
 use anyhow::Context;
 use api::{AccessTokens, ClientIp, TokenSettings};
@@ -10,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use domain::clock::{Clock, SystemClock};
 use domain::portfolio::PortfolioService;
+use domain::queue::{Queue, ReceiveRequest};
 use domain::rates::RateService;
 use domain::rates::feed::RateFeed;
 use domain::store::Table;
@@ -29,6 +31,9 @@ pub struct Config {
     pub access_token_ttl: chrono::Duration,
     /// The rate sources polled by the scheduler and `leasedesk rates refresh`.
     pub feeds: Vec<Arc<dyn RateFeed>>,
+    /// The address clients reach the runner at, for presigned upload URLs
+    /// (`http://127.0.0.1:3000` unless set).
+    pub public_url: String,
 }
 
 impl Config {
@@ -38,7 +43,13 @@ impl Config {
             data_dir: data_dir.into(),
             access_token_ttl: chrono::Duration::minutes(15),
             feeds: Vec::new(),
+            public_url: "http://127.0.0.1:3000".into(),
         }
+    }
+
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = url.into();
+        self
     }
 
     pub fn with_feeds(mut self, feeds: Vec<Arc<dyn RateFeed>>) -> Self {
@@ -47,12 +58,19 @@ impl Config {
     }
 }
 
+/// The name of the import queue in `queue.sqlite3`, and of its dead-letter queue.
+pub const IMPORT_QUEUE: &str = "imports";
+pub const IMPORT_DEAD_LETTER_QUEUE: &str = "imports-dead-letter";
+
 /// The assembled stack.
 pub struct Stack {
     pub app: Router,
     pub table: Arc<dyn Table>,
     pub rates: Arc<RateService>,
     pub portfolio: Arc<PortfolioService>,
+    /// Import jobs waiting for the worker (`queue.sqlite3` in the data folder).
+    pub import_queue: Arc<dyn Queue>,
+    pub import_worker: Arc<contracts::ImportWorker>,
 }
 
 /// Opens the embedded stores in `config.data_dir` and builds the app.
@@ -68,6 +86,21 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             .context("opening the embedded table")?,
     );
     let secret = signing_secret(&config.data_dir)?;
+    let blobs = Arc::new(
+        adapters::embedded::FolderBlobs::open(&config.data_dir.join("blobs"), &config.public_url)
+            .context("opening the embedded blob store")?,
+    );
+    let import_queue: Arc<dyn Queue> = Arc::new(
+        adapters::embedded::SqliteQueue::open(
+            &config.data_dir.join("queue.sqlite3"),
+            IMPORT_QUEUE,
+            Some(adapters::embedded::DeadLetter {
+                queue: IMPORT_DEAD_LETTER_QUEUE.into(),
+                max_receives: contracts::MAX_DELIVERIES,
+            }),
+        )
+        .context("opening the embedded queue")?,
+    );
     let rates = Arc::new(RateService::new(
         table.clone(),
         clock.clone(),
@@ -89,14 +122,24 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             tokens.clone(),
             clock.clone(),
         )))
-        .merge(contracts::router(contracts::ContractsState::new(
-            table.clone(),
-            tokens.clone(),
-            clock.clone(),
-        )))
+        .merge(contracts::router(
+            contracts::ContractsState::new(table.clone(), tokens.clone(), clock.clone())
+                .with_import_jobs(blobs.clone(), import_queue.clone()),
+        ))
         .merge(rates::router(rates::RatesState::new(rates.clone(), tokens)))
         .merge(apidoc::router());
+    // The presigned upload and download URLs. Their handler reads the body with its own
+    // limit, so the API's 64 KiB limit for extracted bodies does not apply to them.
+    let routes = routes.merge(adapters::embedded::blob_routes(
+        blobs.clone(),
+        contracts::MAX_IMPORT_BYTES,
+    ));
     let app = api::service(routes).layer(middleware::from_fn(client_ip));
+    let import_worker = Arc::new(contracts::ImportWorker::new(
+        table.clone(),
+        clock.clone(),
+        blobs,
+    ));
     let portfolio = Arc::new(PortfolioService::new(
         table.clone(),
         clock,
@@ -107,6 +150,90 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         table,
         rates,
         portfolio,
+        import_queue,
+        import_worker,
+    })
+}
+
+/// How long a job's message stays invisible while the worker runs it: longer than a
+/// large import takes, so it is not delivered again meanwhile.
+const IMPORT_VISIBILITY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// When a job failed for now (the store was busy), how soon it is tried again.
+const IMPORT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Feeds the import worker from the embedded queue as SQS feeds the Lambda: the same
+/// event shape and the same `contracts::handle`; messages that succeed are deleted, the
+/// failures come back after [`IMPORT_RETRY_AFTER`] (and go to the dead-letter queue
+/// after [`contracts::MAX_DELIVERIES`]). Ends when `stop` turns true (or is dropped); a
+/// job cut off then is made visible again at once, and the next start resumes it.
+pub fn spawn_import_worker(
+    queue: Arc<dyn Queue>,
+    worker: Arc<contracts::ImportWorker>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let request = ReceiveRequest::new(1, IMPORT_VISIBILITY, domain::queue::MAX_WAIT);
+        while !*stop.borrow() {
+            let received = tokio::select! {
+                _ = stop.changed() => break,
+                received = queue.receive(request) => received,
+            };
+            let messages = match received {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(%error, "import worker: the queue failed; retrying");
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            let event = contracts::SqsEvent {
+                records: messages
+                    .iter()
+                    .map(|message| contracts::SqsMessage {
+                        message_id: message.id.clone(),
+                        receipt_handle: Some(message.receipt.clone()),
+                        body: message.body.clone(),
+                        attributes: [(
+                            "ApproximateReceiveCount".to_owned(),
+                            message.receive_count.to_string(),
+                        )]
+                        .into(),
+                        event_source: Some("aws:sqs".into()),
+                        event_source_arn: None,
+                    })
+                    .collect(),
+            };
+            let response = tokio::select! {
+                _ = stop.changed() => {
+                    for message in &messages {
+                        let _ = queue.change_visibility(&message.receipt, std::time::Duration::ZERO).await;
+                    }
+                    break;
+                }
+                response = contracts::handle(event, &worker) => response,
+            };
+            for message in &messages {
+                let failed = response
+                    .batch_item_failures
+                    .iter()
+                    .any(|failure| failure.item_identifier == message.id);
+                let settled = if failed {
+                    queue
+                        .change_visibility(&message.receipt, IMPORT_RETRY_AFTER)
+                        .await
+                } else {
+                    queue.delete(&message.receipt).await
+                };
+                if let Err(error) = settled {
+                    tracing::warn!(%error, message = %message.id, "import worker: could not settle a message");
+                }
+            }
+        }
     })
 }
 
@@ -200,19 +327,28 @@ pub async fn serve(
     .await
 }
 
-/// A stack running in the background on 127.0.0.1, for tests and benchmarks.
+/// A stack running in the background on 127.0.0.1, with its import worker, for tests
+/// and benchmarks.
 pub struct Running {
     pub url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Starts the stack on a free port.
     pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let stack = build_with_clock(config, clock)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
+        let stack = build_with_clock(&config.clone().with_public_url(&url), clock)?;
+        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let worker = spawn_import_worker(
+            stack.import_queue.clone(),
+            stack.import_worker.clone(),
+            worker_stopped,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, stack.app, async {
             let _ = stopped.await;
@@ -221,11 +357,16 @@ impl Running {
             url,
             stop: Some(stop),
             task,
+            stop_worker,
+            worker,
         })
     }
 
-    /// Stops accepting, finishes requests in flight and closes the stores.
+    /// Stops the worker and accepting, finishes requests in flight and closes the
+    /// stores.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop_worker.send(true);
+        (&mut self.worker).await?;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -236,6 +377,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.worker.abort();
         self.task.abort();
     }
 }

@@ -126,12 +126,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = leasedesk::Config::new(&args.data.data_dir).with_feeds(args.feeds.feeds()?);
-    let stack = leasedesk::build(&config)?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
+    let config = leasedesk::Config::new(&args.data.data_dir)
+        .with_feeds(args.feeds.feeds()?)
+        .with_public_url(format!("http://{addr}"));
+    let stack = leasedesk::build(&config)?;
     println!(
         "Leasedesk is listening on http://{addr} (data in {})",
         args.data.data_dir.display()
@@ -144,7 +146,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     });
     let roll = leasedesk::spawn_portfolio_roll(stack.portfolio.clone());
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = leasedesk::spawn_import_worker(
+        stack.import_queue.clone(),
+        stack.import_worker.clone(),
+        worker_stopped,
+    );
     leasedesk::serve(listener, stack.app, shutdown_signal()).await?;
+    // A job cut off here is resumed at the next start.
+    let _ = stop_worker.send(true);
+    let _ = worker.await;
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }

@@ -13,6 +13,15 @@
 //!
 //! Durability: WAL with `synchronous=FULL`, so a write is on disk before it is
 //! acknowledged.
+//!
+//! The embedded queue ([`queue`], its own SQLite file) and blob store ([`blobs`], a
+//! folder) live in submodules.
+
+pub mod blobs;
+pub mod queue;
+
+pub use blobs::{FolderBlobs, blob_routes};
+pub use queue::{DeadLetter, SqliteQueue};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use domain::access::Role;
 use domain::accounts::AccountError;
 use domain::contracts::ContractError;
+use domain::jobs::JobError;
 use domain::portfolio::PortfolioError;
 use domain::rates::RatesError;
 use domain::store::StoreError;
@@ -116,6 +117,8 @@ pub enum ApiError {
     InvalidFile { reason: String },
     #[error("rows of the file are invalid")]
     InvalidRows(Vec<InvalidValue>),
+    #[error("the file has not been uploaded")]
+    UploadMissing,
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -156,6 +159,7 @@ impl ApiError {
             NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
             InvalidFile { .. } => (StatusCode::BAD_REQUEST, "invalid-file"),
             InvalidRows(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rows"),
+            UploadMissing => (StatusCode::CONFLICT, "upload-missing"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         };
@@ -410,6 +414,16 @@ impl From<ContractError> for ApiError {
             ContractError::Forbidden(role) => ApiError::Forbidden(role),
             ContractError::Schedule(error) => ApiError::NoSchedule(error.to_string()),
             ContractError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        match error {
+            JobError::NotFound => ApiError::NotFound,
+            JobError::Contention => ApiError::ConcurrentChange,
+            JobError::Store(error) => error.into(),
         }
     }
 }

@@ -62,6 +62,10 @@ uuid_id!(
     /// An audit event.
     AuditEventId
 );
+uuid_id!(
+    /// A background job (a large import).
+    JobId
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid identifier")]

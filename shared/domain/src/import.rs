@@ -90,6 +90,59 @@ impl ContractService {
         rows: Vec<ImportRow>,
         dry_run: bool,
     ) -> Result<ImportReport, ContractError> {
+        let report = self.import_rows(actor, rows, dry_run).await?;
+        if !dry_run && report.problems.is_empty() {
+            self.record_import(actor, &report, None).await?;
+        }
+        Ok(report)
+    }
+
+    /// One part of a file an import job already validated whole: the same checks and
+    /// writes as [`ContractService::import`] (so a part imported twice changes nothing),
+    /// without the import's own audit event, which [`ContractService::record_import`]
+    /// writes once for the whole file.
+    pub async fn import_part(
+        &self,
+        actor: &Actor,
+        rows: Vec<ImportRow>,
+    ) -> Result<ImportReport, ContractError> {
+        self.import_rows(actor, rows, false).await
+    }
+
+    /// The audit event of a finished import; `job` names the import job that ran it.
+    pub async fn record_import(
+        &self,
+        actor: &Actor,
+        report: &ImportReport,
+        job: Option<String>,
+    ) -> Result<(), ContractError> {
+        let mut summary = serde_json::json!({
+            "rows": report.rows,
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+        });
+        if let Some(job) = job {
+            summary["job"] = serde_json::Value::String(job);
+        }
+        let audit = AuditEvent::change(
+            actor,
+            self.clock.now(),
+            "contracts.imported",
+            format!("organization:{}", actor.tenant),
+            None,
+            Some(summary),
+        );
+        self.table.transact_write(vec![audit.write_op()]).await?;
+        Ok(())
+    }
+
+    async fn import_rows(
+        &self,
+        actor: &Actor,
+        rows: Vec<ImportRow>,
+        dry_run: bool,
+    ) -> Result<ImportReport, ContractError> {
         Self::require_write(actor)?;
         let mut report = ImportReport {
             rows: rows.len(),
@@ -222,20 +275,6 @@ impl ContractService {
                 .map_err(portfolio_error)?;
         }
         outcome?;
-        let audit = AuditEvent::change(
-            actor,
-            now,
-            "contracts.imported",
-            format!("organization:{}", actor.tenant),
-            None,
-            Some(serde_json::json!({
-                "rows": report.rows,
-                "created": report.created,
-                "updated": report.updated,
-                "unchanged": report.unchanged,
-            })),
-        );
-        self.table.transact_write(vec![audit.write_op()]).await?;
         Ok(report)
     }
 

@@ -8,6 +8,7 @@
 //! | contract number     | `T#<tenant>`          | `CONTRACTNO#<NUMBER>` (unique)      |                  |                    |
 //! | audit event         | `T#<tenant>`          | `AUDIT#<time>#<event>`              |                  |                    |
 //! | idempotency record  | `T#<tenant>`          | `IDEM#<scope>#<user>#<key>` (TTL)   |                  |                    |
+//! | job (a large import)| `T#<tenant>`          | `JOB#<job>` (TTL 30 days)           |                  |                    |
 //! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
 //! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
 //! | rate series         | `RATES`               | `SERIES#<series>`                   |                  |                    |
@@ -31,6 +32,7 @@
 //! - contract number uniqueness: conditional put of `CONTRACTNO#<number>` in the same
 //!   transaction as the contract;
 //! - audit trail of an organization, newest last: query prefix `AUDIT#`.
+//! - one job and its progress (`GET /jobs/{id}`, the import worker): get `JOB#<id>`;
 //! - the rate catalogue: query `RATES` with prefix `SERIES#`;
 //! - a series between two dates, or its latest value on or before a day: query
 //!   `RATE#<series>` between two dates (backward, limit 1, for the latest);
@@ -107,6 +109,12 @@ pub fn end_date_range(first: NaiveDate, last: NaiveDate) -> (String, String) {
 
 pub fn audit_event(tenant: TenantId, sort_key: String) -> Key {
     Key::new(tenant_partition(tenant), sort_key)
+}
+
+pub const JOB_PREFIX: &str = "JOB#";
+
+pub fn job(tenant: TenantId, job: crate::ids::JobId) -> Key {
+    Key::new(tenant_partition(tenant), format!("{JOB_PREFIX}{job}"))
 }
 
 pub fn idempotency(tenant: TenantId, scope: &str, user: UserId, key: &str) -> Key {

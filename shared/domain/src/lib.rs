@@ -1,19 +1,22 @@
 //! Leasedesk's domain: the business models and rules, the services that apply them, and
-//! the port traits through which they reach storage and the clock. Nothing here knows
+//! the port traits through which they reach storage, files, queues and the clock. Nothing here knows
 //! about HTTP, Lambda or AWS.
 
 pub mod access;
 pub mod accounts;
 pub mod audit;
+pub mod blobs;
 pub mod clock;
 pub mod contracts;
 pub mod ids;
 pub mod import;
 pub mod input;
+pub mod jobs;
 pub mod keys;
 pub mod money;
 pub mod organization;
 pub mod portfolio;
+pub mod queue;
 pub mod rates;
 pub mod schedule;
 pub mod store;

@@ -1,4 +1,4 @@
-//! Test support: one `moto_server` per test binary (DynamoDB and Secrets Manager on
+//! Test support: one `moto_server` per test binary (DynamoDB, Secrets Manager, S3 and SQS on
 //! loopback), SDK clients pointed at it, fresh tables and unique keys.
 //!
 //! Finding moto: `$MOTO_SERVER`, else `moto_server` on `$PATH`, else
@@ -43,8 +43,8 @@ pub fn moto() -> &'static Moto {
 fn install_hint(looked_at: &str) -> String {
     format!(
         "moto_server is needed for the DynamoDB tests and was not found ({looked_at}).\n\
-         Install it with:  pip install 'moto[server,dynamodb]'\n\
-         or into the workspace:  python3 -m venv .venv && .venv/bin/pip install 'moto[server,dynamodb]'\n\
+         Install it with:  pip install 'moto[server,dynamodb,secretsmanager,s3,sqs]'\n\
+         or into the workspace:  python3 -m venv .venv && .venv/bin/pip install 'moto[server,dynamodb,secretsmanager,s3,sqs]'\n\
          or point MOTO_SERVER at the binary."
     )
 }
@@ -274,4 +274,41 @@ pub fn unique(label: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// An S3 client for the shared moto, addressing buckets in the path as a loopback
+/// peer needs.
+#[cfg(feature = "aws")]
+pub fn s3_client() -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+#[cfg(feature = "aws")]
+pub fn sqs_client() -> aws_sdk_sqs::Client {
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// A name for a bucket or queue that no other test uses (lower case, digits, dashes).
+pub fn unique_name(label: &str) -> String {
+    unique(label)
+        .trim_start_matches("T#")
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
