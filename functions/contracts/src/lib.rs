@@ -11,8 +11,7 @@ mod worker;
 pub use import::MAX_IMPORT_BYTES;
 pub use jobs::{INLINE_IMPORT_MAX_BYTES, ImportPorts, JobMessage};
 pub use worker::{
-    BatchItemFailure, CHUNK_ROWS, ImportWorker, MAX_DELIVERIES, SqsBatchResponse, SqsEvent,
-    SqsMessage, handle,
+    BatchItemFailure, ImportWorker, MAX_DELIVERIES, SqsBatchResponse, SqsEvent, SqsMessage, handle,
 };
 
 #[cfg(feature = "lambda")]

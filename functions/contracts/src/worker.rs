@@ -1,19 +1,18 @@
 //! The import worker: runs the import jobs the queue hands it, as SQS hands batches to
 //! a Lambda (`handle`), and as the local runner's queue loop does with the same event.
 //!
-//! A job is run whole-file first: the file is read and every row validated against the
-//! register as it is now; any problem fails the job with every problem and writes
-//! nothing, as the inline import does. Then the rows are imported in chunks, in file
-//! order, each chunk an idempotent upsert by contract number
-//! ([`ContractService::import_part`]), and `rowsDone` is stored after each. Numbers are
-//! unique across the whole file (checked in the validation), so chunking changes no
-//! row's outcome.
+//! A job runs the file as the inline import does, in one pass
+//! ([`ContractService::import_tracked`]): every row is validated against the register as
+//! it is now, and any problem fails the job with every problem and writes nothing. Then
+//! the contracts are written, an idempotent upsert by contract number, and `rowsDone`
+//! follows the writes (the rows found unchanged count at once).
 //!
 //! At-least-once delivery: a message for a finished job is acknowledged and ignored; a
-//! job cut off half-way (a timeout, a crash) is resumed by the next delivery after the
-//! rows already done (a chunk that was written but not yet recorded is written again
-//! and counts as unchanged). A job that keeps failing is marked failed (`interrupted`)
-//! on its last delivery ([`MAX_DELIVERIES`], the queue's `maxReceiveCount`).
+//! job cut off half-way (a timeout, a crash) is run again by the next delivery, which
+//! finds the contracts written before unchanged and writes the rest (so the counts of
+//! a resumed job show those rows as unchanged). A job that keeps failing is marked
+//! failed (`interrupted`) on its last delivery ([`MAX_DELIVERIES`], the queue's
+//! `maxReceiveCount`).
 
 use crate::import::MAX_IMPORT_BYTES;
 use crate::import_csv::read_contracts_csv;
@@ -21,15 +20,13 @@ use crate::jobs::JobMessage;
 use domain::blobs::{BlobError, BlobKey, Blobs};
 use domain::clock::Clock;
 use domain::contracts::{ContractError, ContractService};
-use domain::import::{ImportReport, ImportRow};
-use domain::jobs::{ImportJob, JobError, JobFailure, JobService, JobStatus};
+use domain::import::ImportRow;
+use domain::jobs::{ImportJob, JobCounts, JobError, JobFailure, JobService, JobStatus};
 use domain::store::Table;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Rows per chunk: `rowsDone` moves this many at a time.
-pub const CHUNK_ROWS: usize = 5_000;
 /// Deliveries of one message before the job is given up (the queue's
 /// `maxReceiveCount` in template.yaml and in the local runner).
 pub const MAX_DELIVERIES: u32 = 5;
@@ -99,7 +96,6 @@ pub struct ImportWorker {
     contracts: ContractService,
     jobs: JobService,
     blobs: Arc<dyn Blobs>,
-    chunk_rows: usize,
 }
 
 impl ImportWorker {
@@ -108,14 +104,7 @@ impl ImportWorker {
             contracts: ContractService::new(table.clone(), clock.clone()),
             jobs: JobService::new(table, clock),
             blobs,
-            chunk_rows: CHUNK_ROWS,
         }
-    }
-
-    /// Smaller chunks (tests that watch the progress move).
-    pub fn with_chunk_rows(mut self, rows: usize) -> Self {
-        self.chunk_rows = rows.max(1);
-        self
     }
 }
 
@@ -220,42 +209,46 @@ async fn run(worker: &ImportWorker, mut job: ImportJob) -> Result<(), WorkerErro
     job.rows_total = Some(rows.len());
     let actor = job.actor();
 
-    // The whole file first: any problem and nothing is written.
-    let check = worker.contracts.import(&actor, rows.clone(), true).await?;
-    if !check.problems.is_empty() {
-        job.set_errors(&check.problems);
-        return finish(worker, job, Some(JobFailure::InvalidRows)).await;
-    }
     if job.dry_run {
-        job.counts.created = check.created;
-        job.counts.updated = check.updated;
-        job.counts.unchanged = check.unchanged;
+        let check = worker.contracts.import(&actor, rows, true).await?;
+        if !check.problems.is_empty() {
+            job.set_errors(&check.problems);
+            return finish(worker, job, Some(JobFailure::InvalidRows)).await;
+        }
+        job.counts = JobCounts::of(&check);
+        job.rows_done = check.rows;
         return finish(worker, job, None).await;
     }
     let mut job = worker.jobs.save(job).await?;
 
-    let resume_at = job.rows_done.min(rows.len());
-    for chunk in rows[resume_at..].chunks(worker.chunk_rows) {
-        let report = worker.contracts.import_part(&actor, chunk.to_vec()).await?;
-        if !report.problems.is_empty() {
-            // The register changed under the import (a contract made meanwhile with a
-            // number of this chunk): the chunks before stay, this one wrote nothing.
-            job.set_errors(&report.problems);
-            return finish(worker, job, Some(JobFailure::InvalidRows)).await;
+    // One pass over the whole file, as the inline import does: every row is checked
+    // before anything is written, and `rowsDone` follows the writes.
+    let (progress, mut settled) = tokio::sync::watch::channel(0);
+    let import = worker.contracts.import_tracked(&actor, rows, progress);
+    let track = async {
+        let mut saved = job.rows_done;
+        // Ends when the import drops its end of the channel.
+        while settled.changed().await.is_ok() {
+            let done = *settled.borrow_and_update();
+            if done > saved {
+                job.rows_done = done;
+                job = worker.jobs.save(job.clone()).await?;
+                saved = done;
+            }
         }
-        job.add_chunk(chunk.len(), &report);
-        job = worker.jobs.save(job).await?;
-    }
-    let total = ImportReport {
-        rows: rows.len(),
-        created: job.counts.created,
-        updated: job.counts.updated,
-        unchanged: job.counts.unchanged,
-        problems: Vec::new(),
+        Ok::<_, WorkerError>(job)
     };
+    let (report, tracked) = tokio::join!(import, track);
+    let (report, mut job) = (report?, tracked?);
+    if !report.problems.is_empty() {
+        job.set_errors(&report.problems);
+        return finish(worker, job, Some(JobFailure::InvalidRows)).await;
+    }
+    job.rows_done = report.rows;
+    job.counts = JobCounts::of(&report);
     worker
         .contracts
-        .record_import(&actor, &total, Some(format!("job:{}", job.id)))
+        .record_import(&actor, &report, Some(format!("job:{}", job.id)))
         .await?;
     finish(worker, job, None).await
 }

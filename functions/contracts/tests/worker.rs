@@ -61,9 +61,8 @@ fn csv(numbers: impl Iterator<Item = usize>) -> Vec<u8> {
 }
 
 impl Harness {
-    fn worker(&self, chunk_rows: usize) -> ImportWorker {
+    fn worker(&self) -> ImportWorker {
         ImportWorker::new(self.table.clone(), self.clock.clone(), self.blobs.clone())
-            .with_chunk_rows(chunk_rows)
     }
 
     async fn job_with_file(&self, file: Vec<u8>, dry_run: bool) -> ImportJob {
@@ -131,10 +130,10 @@ impl Harness {
 }
 
 #[tokio::test]
-async fn the_sample_event_runs_the_job_in_chunks_once() {
+async fn the_sample_event_runs_the_job_once() {
     let harness = harness();
     let job = harness.job_with_file(csv(1..=10), false).await;
-    let worker = harness.worker(3);
+    let worker = harness.worker();
 
     let response = handle(harness.event(&job), &worker).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
@@ -151,8 +150,8 @@ async fn the_sample_event_runs_the_job_in_chunks_once() {
     );
     assert_eq!(done.attempts, 1);
     assert_eq!(harness.contract_numbers().await.len(), 10);
-    // Created, saved as running, rows counted, four chunks, finished.
-    assert_eq!(done.version, 1 + 1 + 1 + 4 + 1);
+    // Created, saved as running, rows counted, the rows written, finished.
+    assert_eq!(done.version, 1 + 1 + 1 + 1 + 1);
     let actions = harness.audit_actions().await;
     assert_eq!(
         actions.iter().filter(|a| *a == "contract.created").count(),
@@ -191,10 +190,12 @@ async fn the_sample_event_runs_the_job_in_chunks_once() {
 }
 
 #[tokio::test]
-async fn an_interrupted_job_resumes_after_the_rows_done() {
+async fn an_interrupted_job_runs_again_and_writes_the_rest() {
     let harness = harness();
+    // As a worker cut off after writing six of ten contracts left it.
+    let first = harness.job_with_file(csv(1..=6), false).await;
+    handle(harness.event(&first), &harness.worker()).await;
     let job = harness.job_with_file(csv(1..=10), false).await;
-    // As a worker cut off after two chunks of three left it.
     let mut interrupted = harness.job(&job).await;
     interrupted.status = JobStatus::Running;
     interrupted.rows_total = Some(10);
@@ -207,18 +208,25 @@ async fn an_interrupted_job_resumes_after_the_rows_done() {
     event.records[0]
         .attributes
         .insert("ApproximateReceiveCount".into(), "2".into());
-    let response = handle(event, &harness.worker(3)).await;
+    let response = handle(event, &harness.worker()).await;
     assert!(response.batch_item_failures.is_empty());
     let done = harness.job(&job).await;
     assert_eq!(done.status, JobStatus::Succeeded);
+    // The six written before are found unchanged; only the last four are written.
     assert_eq!(
-        (done.rows_done, done.counts.created, done.attempts),
-        (10, 10, 2)
+        (
+            done.rows_done,
+            done.counts.created,
+            done.counts.unchanged,
+            done.attempts
+        ),
+        (10, 4, 6, 2)
     );
-    // Only the rows after the first six were written by this run.
+    assert_eq!(harness.contract_numbers().await.len(), 10);
+    let actions = harness.audit_actions().await;
     assert_eq!(
-        harness.contract_numbers().await,
-        ["W-00007", "W-00008", "W-00009", "W-00010"]
+        actions.iter().filter(|a| *a == "contract.created").count(),
+        6 + 4
     );
 }
 
@@ -232,7 +240,7 @@ async fn invalid_rows_fail_the_job_and_write_nothing() {
             .as_bytes(),
     );
     let job = harness.job_with_file(file, false).await;
-    let response = handle(harness.event(&job), &harness.worker(3)).await;
+    let response = handle(harness.event(&job), &harness.worker()).await;
     assert!(response.batch_item_failures.is_empty());
     let failed = harness.job(&job).await;
     assert_eq!(failed.status, JobStatus::Failed);
@@ -256,16 +264,16 @@ async fn invalid_rows_fail_the_job_and_write_nothing() {
 async fn a_dry_run_reports_and_a_bad_file_or_message_fails_cleanly() {
     let harness = harness();
     let dry = harness.job_with_file(csv(1..=4), true).await;
-    handle(harness.event(&dry), &harness.worker(3)).await;
+    handle(harness.event(&dry), &harness.worker()).await;
     let dry = harness.job(&dry).await;
     assert_eq!(dry.status, JobStatus::Succeeded);
-    assert_eq!((dry.counts.created, dry.rows_done), (4, 0));
+    assert_eq!((dry.counts.created, dry.rows_done), (4, 4));
     assert!(harness.contract_numbers().await.is_empty());
 
     let not_csv = harness
         .job_with_file(b"PK\x03\x04\x00\x00binary".to_vec(), false)
         .await;
-    handle(harness.event(&not_csv), &harness.worker(3)).await;
+    handle(harness.event(&not_csv), &harness.worker()).await;
     let not_csv = harness.job(&not_csv).await;
     assert_eq!(not_csv.failure, Some(JobFailure::InvalidFile));
     assert!(not_csv.failure_reason.is_some());
@@ -278,14 +286,14 @@ async fn a_dry_run_reports_and_a_bad_file_or_message_fails_cleanly() {
         JobId::generate()
     );
     assert!(
-        handle(unknown.clone(), &harness.worker(3))
+        handle(unknown.clone(), &harness.worker())
             .await
             .batch_item_failures
             .is_empty()
     );
     unknown.records[0].body = "not json".into();
     assert!(
-        handle(unknown, &harness.worker(3))
+        handle(unknown, &harness.worker())
             .await
             .batch_item_failures
             .is_empty()

@@ -90,23 +90,25 @@ impl ContractService {
         rows: Vec<ImportRow>,
         dry_run: bool,
     ) -> Result<ImportReport, ContractError> {
-        let report = self.import_rows(actor, rows, dry_run).await?;
+        let report = self.import_rows(actor, rows, dry_run, None).await?;
         if !dry_run && report.problems.is_empty() {
             self.record_import(actor, &report, None).await?;
         }
         Ok(report)
     }
 
-    /// One part of a file an import job already validated whole: the same checks and
-    /// writes as [`ContractService::import`] (so a part imported twice changes nothing),
-    /// without the import's own audit event, which [`ContractService::record_import`]
-    /// writes once for the whole file.
-    pub async fn import_part(
+    /// [`ContractService::import`] for an import job: the same checks and writes, with
+    /// the rows whose outcome is settled (unchanged, or written) published on `progress`
+    /// as the writes go, and without the import's own audit event, which
+    /// [`ContractService::record_import`] writes with the job's name. Run again after an
+    /// interruption, it finds the rows written before unchanged and goes on.
+    pub async fn import_tracked(
         &self,
         actor: &Actor,
         rows: Vec<ImportRow>,
+        progress: tokio::sync::watch::Sender<usize>,
     ) -> Result<ImportReport, ContractError> {
-        self.import_rows(actor, rows, false).await
+        self.import_rows(actor, rows, false, Some(&progress)).await
     }
 
     /// The audit event of a finished import; `job` names the import job that ran it.
@@ -142,6 +144,7 @@ impl ContractService {
         actor: &Actor,
         rows: Vec<ImportRow>,
         dry_run: bool,
+        progress: Option<&tokio::sync::watch::Sender<usize>>,
     ) -> Result<ImportReport, ContractError> {
         Self::require_write(actor)?;
         let mut report = ImportReport {
@@ -238,9 +241,16 @@ impl ContractService {
             return Ok(report);
         }
 
+        let mut settled = report.unchanged;
+        let publish = |settled: usize| {
+            if let Some(progress) = progress {
+                progress.send_replace(settled);
+            }
+        };
+        publish(settled);
+
         // As many contracts to a transaction as its write limit allows: fewer
         // transactions, fewer updates of the portfolio's totals.
-        // As many contracts to a transaction as its write limit allows.
         let mut batches: Vec<Vec<Change>> = Vec::new();
         let mut writes_left = 0;
         for change in changes {
@@ -260,6 +270,7 @@ impl ContractService {
         let mut batches = batches.into_iter().peekable();
         while batches.peek().is_some() && outcome.is_ok() {
             let round: Vec<Vec<Change>> = batches.by_ref().take(FOLD_EVERY).collect();
+            let round_rows: usize = round.iter().map(Vec::len).sum();
             let mut writes = futures_util::stream::iter(round)
                 .map(|batch| async move { self.write_batch(actor, &batch, now).await })
                 .buffer_unordered(TRANSACTIONS_IN_FLIGHT);
@@ -273,6 +284,10 @@ impl ContractService {
             fold_pending(self.table.as_ref(), actor.tenant)
                 .await
                 .map_err(portfolio_error)?;
+            if outcome.is_ok() {
+                settled += round_rows;
+                publish(settled);
+            }
         }
         outcome?;
         Ok(report)

@@ -119,6 +119,16 @@ pub struct JobCounts {
     pub unchanged: usize,
 }
 
+impl JobCounts {
+    pub fn of(report: &ImportReport) -> Self {
+        Self {
+            created: report.created,
+            updated: report.updated,
+            unchanged: report.unchanged,
+        }
+    }
+}
+
 /// Who started the job, from where: the worker acts as them and audits so.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -157,7 +167,8 @@ pub struct ImportJob {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// Runs of the worker on this job (a run after a crash resumes after `rows_done`).
+    /// Runs of the worker on this job (a run after a crash finds the rows written before
+    /// unchanged and goes on).
     pub attempts: u32,
     /// Optimistic-concurrency version of the stored record.
     #[serde(skip)]
@@ -191,14 +202,6 @@ impl ImportJob {
             .take(MAX_STORED_ERRORS)
             .map(JobRowError::from)
             .collect();
-    }
-
-    /// Adds what one chunk of the import did.
-    pub fn add_chunk(&mut self, rows: usize, report: &ImportReport) {
-        self.rows_done += rows;
-        self.counts.created += report.created;
-        self.counts.updated += report.updated;
-        self.counts.unchanged += report.unchanged;
     }
 
     pub fn fail(&mut self, failure: JobFailure, now: DateTime<Utc>) {
