@@ -213,8 +213,11 @@ impl Table for SqliteTable {
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
         rules::check_item(&item)?;
-        let row = StoredRow::of(&item)?;
-        self.write(WriteJob::Put(row, condition)).await.map(drop)
+        let put = PreparedOp::Put {
+            row: StoredRow::of(&item)?,
+            condition,
+        };
+        self.write(WriteJob::Put(put)).await.map(drop)
     }
 
     async fn update(&self, update: Update) -> Result<Item, StoreError> {
@@ -484,6 +487,33 @@ fn stamp(conn: &Connection, key: &Key) -> Result<Option<Stamp>, StoreError> {
         .transpose()
 }
 
+/// Inserts `row` unless an item is stored under its key (`false`: nothing written).
+fn insert_new_row(conn: &Connection, row: &StoredRow) -> Result<bool, StoreError> {
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "INSERT INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))
+        .map_err(sqlite_error)?;
+    let inserted = statement.execute(params![
+        row.key.pk,
+        row.key.sk,
+        row.index_key.as_ref().map(|index| &index.pk),
+        row.index_key.as_ref().map(|index| &index.sk),
+        row.version,
+        row.expires_at,
+        row.attrs,
+    ]);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(rusqlite::Error::SqliteFailure(error, _))
+            if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Ok(false)
+        }
+        Err(other) => Err(sqlite_error(other)),
+    }
+}
+
 fn store(conn: &Connection, item: &Item) -> Result<(), StoreError> {
     store_row(conn, &StoredRow::of(item)?)
 }
@@ -647,7 +677,8 @@ impl QueryPlan {
 // Writes
 
 enum WriteJob {
-    Put(StoredRow, Condition),
+    /// A [`PreparedOp::Put`].
+    Put(PreparedOp),
     Update(Update),
     Delete(Key, Condition),
     Transact(Vec<PreparedOp>),
@@ -834,13 +865,10 @@ fn apply_in_savepoint(
 
 fn apply(conn: &Connection, job: &WriteJob) -> Result<WriteOutcome, StoreError> {
     match job {
-        WriteJob::Put(row, condition) => {
-            if !holds(*condition, stamp(conn, &row.key)?) {
-                return Err(StoreError::ConditionFailed);
-            }
-            store_row(conn, row)?;
-            Ok(WriteOutcome::Done)
-        }
+        WriteJob::Put(put) => match apply_op(conn, put)? {
+            true => Ok(WriteOutcome::Done),
+            false => Err(StoreError::ConditionFailed),
+        },
         WriteJob::Update(update) => {
             let current = load(conn, &update.key)?;
             if !holds(update.condition, current.as_ref().map(Stamp::of)) {
@@ -861,38 +889,71 @@ fn apply(conn: &Connection, job: &WriteJob) -> Result<WriteOutcome, StoreError> 
             Ok(WriteOutcome::Deleted(current))
         }
         WriteJob::Transact(ops) => {
-            // All conditions first, against the state before the transaction (keys are
-            // distinct, so no operation sees another's effect). Only an update needs the
-            // stored attributes; the others need the version and expiry alone.
-            let mut current = Vec::with_capacity(ops.len());
+            // Keys are distinct, so each operation's condition sees the state before the
+            // transaction whatever was applied before it. After the first failed
+            // condition nothing more is written, but every condition is still checked,
+            // so the refusal names them all; the caller's savepoint undoes the rest.
             let mut failed = Vec::new();
             for (position, op) in ops.iter().enumerate() {
-                let (stamped, stored) = match op {
-                    PreparedOp::Update(update) => {
-                        let stored = load(conn, &update.key)?;
-                        (stored.as_ref().map(Stamp::of), stored)
-                    }
-                    _ => (stamp(conn, op.key())?, None),
+                let held = if failed.is_empty() {
+                    apply_op(conn, op)?
+                } else {
+                    check_op(conn, op)?
                 };
-                if !holds(op.condition(), stamped) {
+                if !held {
                     failed.push(position);
                 }
-                current.push(stored);
             }
-            if !failed.is_empty() {
-                return Err(StoreError::TransactionCanceled { failed });
+            if failed.is_empty() {
+                Ok(WriteOutcome::Done)
+            } else {
+                Err(StoreError::TransactionCanceled { failed })
             }
-            for (op, stored) in ops.iter().zip(current) {
-                match op {
-                    PreparedOp::Put { row, .. } => store_row(conn, row)?,
-                    PreparedOp::Update(update) => store(conn, &updated(stored, update)?)?,
-                    PreparedOp::Delete { key, .. } => remove(conn, key)?,
-                    PreparedOp::Check { .. } => {}
-                }
-            }
-            Ok(WriteOutcome::Done)
         }
     }
+}
+
+/// Applies one operation of a transaction if its condition holds; `false` when it does
+/// not (nothing written). A put that needs no item or no earlier version, the bulk of
+/// an import, is written without reading the stored item first.
+fn apply_op(conn: &Connection, op: &PreparedOp) -> Result<bool, StoreError> {
+    match op {
+        PreparedOp::Put {
+            row,
+            condition: Condition::None,
+        } => store_row(conn, row).map(|()| true),
+        PreparedOp::Put {
+            row,
+            condition: Condition::NotExists,
+        } => insert_new_row(conn, row),
+        PreparedOp::Update(update) => {
+            let stored = load(conn, &update.key)?;
+            if !holds(update.condition, stored.as_ref().map(Stamp::of)) {
+                return Ok(false);
+            }
+            store(conn, &updated(stored, update)?)?;
+            Ok(true)
+        }
+        _ => {
+            if !check_op(conn, op)? {
+                return Ok(false);
+            }
+            match op {
+                PreparedOp::Put { row, .. } => store_row(conn, row)?,
+                PreparedOp::Delete { key, .. } => remove(conn, key)?,
+                PreparedOp::Update(_) | PreparedOp::Check { .. } => {}
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Whether the condition of `op` holds for the item stored now.
+fn check_op(conn: &Connection, op: &PreparedOp) -> Result<bool, StoreError> {
+    Ok(match op.condition() {
+        Condition::None => true,
+        condition => holds(condition, stamp(conn, op.key())?),
+    })
 }
 
 /// What a condition looks at in the item stored under a key.
