@@ -153,7 +153,7 @@ async fn run() -> Result<()> {
     println!("| --- | ---: |");
     println!("| contracts | {contracts} |");
     println!(
-        "| import (POST /contracts/import, Swedish CSV) | {:.2} s |",
+        "| import (POST /contracts/import, Swedish CSV; a job until it succeeds) | {:.2} s |",
         import_time.as_secs_f64()
     );
     println!(
