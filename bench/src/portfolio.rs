@@ -24,15 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PASSWORD: &str = "Vinterljus-over-Kiruna-2026";
 
-fn main() -> Result<()> {
-    leasedesk::keep_freed_memory_for_a_second();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
-}
-
-async fn run() -> Result<()> {
+#[tokio::main]
+async fn main() -> Result<()> {
     let contracts: usize = match std::env::args().nth(1) {
         Some(n) => n.parse().context("the number of contracts")?,
         None => 100_000,

@@ -381,33 +381,3 @@ impl Drop for Running {
         self.task.abort();
     }
 }
-
-/// mimalloc's `mi_option_purge_delay` in its v3 numbering (libmimalloc-sys names the
-/// options in v2's order, where 15 is another name for the same setting).
-const MIMALLOC_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Lets mimalloc keep freed memory for a second before returning it to the kernel
-/// (its default is 10 ms). A large import frees and reallocates memory continuously;
-/// with the default, the kernel zeroes the same pages again and again: about 1.7 s of
-/// kernel time per 100,000 imported contracts. Call first thing in `main`, before any
-/// thread starts (mimalloc's options are not thread safe).
-pub fn keep_freed_memory_for_a_second() {
-    // SAFETY: sets one integer option; called before other threads exist.
-    unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_PURGE_DELAY, 1000) }
-}
-
-#[cfg(test)]
-mod allocator_tests {
-    use super::*;
-
-    #[test]
-    fn the_purge_delay_option_is_the_one_we_mean() {
-        // SAFETY: reads one integer option.
-        let default = unsafe { libmimalloc_sys::mi_option_get(MIMALLOC_PURGE_DELAY) };
-        // mimalloc documents purge_delay's default as 10 ms; no neighbouring option has it.
-        assert_eq!(
-            default, 10,
-            "option {MIMALLOC_PURGE_DELAY} is not purge_delay"
-        );
-    }
-}
