@@ -900,6 +900,8 @@ const LIST_EXAMINE_BUDGET: usize = 2000;
 pub struct ContractService {
     pub(crate) table: Arc<dyn Table>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// An import's transactions in flight at once.
+    pub(crate) import_transactions_in_flight: usize,
 }
 
 impl ContractService {
@@ -908,7 +910,19 @@ impl ContractService {
     pub const MAX_EXPORT: usize = 200_000;
 
     pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
-        Self { table, clock }
+        Self {
+            table,
+            clock,
+            import_transactions_in_flight: crate::import::TRANSACTIONS_IN_FLIGHT,
+        }
+    }
+
+    /// Imports with at most `transactions` in flight at once (at least one): for a store
+    /// that takes concurrent transactions badly, such as moto's DynamoDB, which copies
+    /// the table under a transaction while another writes to it.
+    pub fn with_import_transactions_in_flight(mut self, transactions: usize) -> Self {
+        self.import_transactions_in_flight = transactions.max(1);
+        self
     }
 
     /// Today by the service's clock.

@@ -22,8 +22,9 @@ pub const MAX_IMPORT_ROWS: usize = 200_000;
 const WRITES_PER_TRANSACTION: usize = crate::store::MAX_TRANSACTION_OPS - 3;
 /// Transactions between two folds of their pending differences into the totals.
 const FOLD_EVERY: usize = 256;
-/// Transactions in flight at once; the store commits them in groups.
-const TRANSACTIONS_IN_FLIGHT: usize = 256;
+/// Transactions in flight at once, unless the service says otherwise; the embedded store
+/// commits them in groups.
+pub(crate) const TRANSACTIONS_IN_FLIGHT: usize = 256;
 
 /// One row of an import.
 #[derive(Clone, Debug)]
@@ -273,7 +274,7 @@ impl ContractService {
             let round_rows: usize = round.iter().map(Vec::len).sum();
             let mut writes = futures_util::stream::iter(round)
                 .map(|batch| async move { self.write_batch(actor, &batch, now).await })
-                .buffer_unordered(TRANSACTIONS_IN_FLIGHT);
+                .buffer_unordered(self.import_transactions_in_flight);
             while let Some(result) = writes.next().await {
                 if let Err(error) = result {
                     outcome = Err(error);

@@ -1074,6 +1074,8 @@ pub struct PortfolioService {
     clock: Arc<dyn Clock>,
     rates: RateService,
     defaults: PortfolioSettings,
+    /// Transactions of list entries in flight at once.
+    transactions_in_flight: usize,
 }
 
 impl PortfolioService {
@@ -1084,7 +1086,16 @@ impl PortfolioService {
             clock,
             rates,
             defaults,
+            transactions_in_flight: ENTRY_TRANSACTIONS_IN_FLIGHT,
         }
+    }
+
+    /// Writes the dashboard's list entries with at most `transactions` in flight at
+    /// once (at least one): for a store that takes concurrent transactions badly, such
+    /// as moto's DynamoDB.
+    pub fn with_transactions_in_flight(mut self, transactions: usize) -> Self {
+        self.transactions_in_flight = transactions.max(1);
+        self
     }
 
     /// The built-in defaults: SEK, and the delayed 3-month STIBOR plus 1.5 points.
@@ -1545,7 +1556,7 @@ impl PortfolioService {
             batches.push(ops.by_ref().take(ENTRY_BATCH).collect::<Vec<_>>());
         }
         // A few at a time: the store groups concurrent commits.
-        for group in batches.chunks(8) {
+        for group in batches.chunks(self.transactions_in_flight) {
             let results = futures_util::future::join_all(
                 group
                     .iter()
@@ -1810,6 +1821,9 @@ pub struct RollReport {
 const FACTS_DAY_ATTRIBUTE: &str = "factsAsOf";
 /// Fact writes of the nightly roll in flight at once.
 const FACTS_IN_FLIGHT: usize = 64;
+/// Transactions of dashboard list entries in flight at once, unless the service says
+/// otherwise.
+const ENTRY_TRANSACTIONS_IN_FLIGHT: usize = 8;
 
 /// A list entry to write: the contract (by index), its rank, and its debt today.
 struct ListEntry {
