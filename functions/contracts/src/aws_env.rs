@@ -22,6 +22,12 @@ fn var(name: &'static str) -> Result<String, ImportEnvError> {
         .ok_or(ImportEnvError::Missing(name))
 }
 
+/// An import's transactions in flight at once on DynamoDB. Every transaction of an
+/// import touches the organization's dashboard epoch and import sequence, and DynamoDB
+/// runs one transaction at a time on an item (another one is cancelled with
+/// `TransactionConflict`), so more in flight would only meet and be retried.
+pub const IMPORT_TRANSACTIONS_IN_FLIGHT: usize = 1;
+
 /// The upload bucket named by `UPLOAD_BUCKET`.
 pub fn blobs_from_env(config: &SdkConfig) -> Result<Arc<dyn Blobs>, ImportEnvError> {
     let force_path_style = match std::env::var("S3_FORCE_PATH_STYLE").ok().as_deref() {

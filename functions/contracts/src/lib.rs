@@ -83,6 +83,17 @@ impl ContractsState {
         self.imports = Some(ImportPorts { blobs, queue });
         self
     }
+
+    /// An inline import's transactions in flight at once (see
+    /// [`aws_env::IMPORT_TRANSACTIONS_IN_FLIGHT`]).
+    pub fn with_import_transactions_in_flight(mut self, transactions: usize) -> Self {
+        self.contracts = Arc::new(
+            (*self.contracts)
+                .clone()
+                .with_import_transactions_in_flight(transactions),
+        );
+        self
+    }
 }
 
 impl FromRef<ContractsState> for Arc<AccessTokens> {

@@ -10,6 +10,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let state = contracts::ContractsState::with_portfolio_defaults(
         env.table, env.tokens, env.clock, defaults,
     )
-    .with_import_jobs(blobs, queue);
+    .with_import_jobs(blobs, queue)
+    .with_import_transactions_in_flight(contracts::aws_env::IMPORT_TRANSACTIONS_IN_FLIGHT);
     api::lambda::run(api::service(contracts::router(state))).await
 }

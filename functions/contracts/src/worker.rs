@@ -106,6 +106,15 @@ impl ImportWorker {
             blobs,
         }
     }
+
+    /// The import's transactions in flight at once (see
+    /// [`crate::aws_env::IMPORT_TRANSACTIONS_IN_FLIGHT`]).
+    pub fn with_import_transactions_in_flight(mut self, transactions: usize) -> Self {
+        self.contracts = self
+            .contracts
+            .with_import_transactions_in_flight(transactions);
+        self
+    }
 }
 
 /// Runs the jobs of a batch, one after the other, and names the messages that failed

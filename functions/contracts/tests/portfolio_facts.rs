@@ -329,3 +329,79 @@ async fn a_change_racing_the_roll_keeps_its_own_version_and_facts() {
     let report = s.recompute().await;
     assert_eq!((report.facts_reused, report.facts_computed), (CONTRACTS, 0));
 }
+
+/// A table on which the first transactions are cancelled without a failed condition, as
+/// DynamoDB cancels one that meets another on the same item (`TransactionConflict`).
+struct ConflictingTable {
+    inner: Arc<dyn Table>,
+    conflicts_left: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Table for ConflictingTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+
+    async fn update(&self, update: Update) -> Result<Item, StoreError> {
+        self.inner.update(update).await
+    }
+
+    async fn delete(&self, key: &Key, condition: Condition) -> Result<Option<Item>, StoreError> {
+        self.inner.delete(key, condition).await
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        self.inner.query(query).await
+    }
+
+    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let conflicted = self
+            .conflicts_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if conflicted {
+            return Err(StoreError::TransactionCanceled { failed: Vec::new() });
+        }
+        self.inner.transact_write(ops).await
+    }
+}
+
+#[tokio::test]
+async fn a_change_that_meets_a_concurrent_transaction_is_tried_again() {
+    let data = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Table> =
+        Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
+    let conflicting = Arc::new(ConflictingTable {
+        inner,
+        conflicts_left: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let s = with_table(conflicting.clone(), data);
+    s.portfolio.dashboard(&s.actor).await.unwrap();
+
+    // Three conflicts in a row: the fourth attempt lands, once.
+    conflicting.conflicts_left.store(3, Ordering::SeqCst);
+    let input = serde_json::from_value(new_contract(1)).unwrap();
+    let created = s.contracts.create(&s.actor, input, None).await.unwrap();
+    assert_eq!(conflicting.conflicts_left.load(Ordering::SeqCst), 0);
+    assert_eq!(s.contract(created.contract.id).await, created.contract);
+    let report = s.portfolio.recompute(&s.actor).await.unwrap();
+    assert_eq!(report.differences, [], "{report:?}");
+    assert_eq!(report.contracts, 1);
+
+    // A conflict that does not clear is reported, and nothing is written.
+    conflicting
+        .conflicts_left
+        .store(usize::MAX, Ordering::SeqCst);
+    let input = serde_json::from_value(new_contract(2)).unwrap();
+    assert!(s.contracts.create(&s.actor, input, None).await.is_err());
+    conflicting.conflicts_left.store(0, Ordering::SeqCst);
+    let report = s.portfolio.recompute(&s.actor).await.unwrap();
+    assert_eq!(report.contracts, 1);
+}

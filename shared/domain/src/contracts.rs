@@ -897,6 +897,7 @@ const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
 /// register answers in bounded time (with a cursor to go on from).
 const LIST_EXAMINE_BUDGET: usize = 2000;
 
+#[derive(Clone)]
 pub struct ContractService {
     pub(crate) table: Arc<dyn Table>,
     pub(crate) clock: Arc<dyn Clock>,

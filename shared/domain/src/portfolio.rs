@@ -980,22 +980,42 @@ pub async fn commit_with_portfolio(
     totals: TotalsWrite,
 ) -> Result<(), StoreError> {
     let own = ops.len();
-    for _ in 0..5 {
+    for attempt in 0..COMMIT_ATTEMPTS {
         let ledger = Ledger::load(table, tenant).await?;
         let writes = ledger.ops(tenant, changes, totals)?;
         let mut all = ops.clone();
         writes.stamp(tenant, &mut all)?;
         all.extend(writes.ops);
         match table.transact_write(all).await {
+            // Only the portfolio's own conditions failed (a new epoch): count again.
             Err(StoreError::TransactionCanceled { failed })
                 if !failed.is_empty() && failed.iter().all(|&index| index >= own) =>
             {
+                continue;
+            }
+            // No condition failed: another transaction held one of the items (DynamoDB's
+            // `TransactionConflict`; every change of a tenant touches its epoch) or the
+            // table was throttled. Nothing was written; wait a little and try again.
+            Err(StoreError::TransactionCanceled { failed }) if failed.is_empty() => {
+                tokio::time::sleep(conflict_backoff(attempt)).await;
                 continue;
             }
             other => return other,
         }
     }
     Err(StoreError::TransactionCanceled { failed: Vec::new() })
+}
+
+/// Attempts of one change against a moving epoch or concurrent transactions.
+const COMMIT_ATTEMPTS: u32 = 8;
+
+/// How long to wait after the `attempt`th conflict: doubling from 4 ms up to 256 ms, and
+/// a random part as large again, so transactions that collided do not collide again.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    let base = 4_u64 << attempt.min(6);
+    // The random bits of a version 7 UUID.
+    let jitter = (uuid::Uuid::now_v7().as_u128() as u64) % (base + 1);
+    std::time::Duration::from_millis(base + jitter)
 }
 
 #[derive(Debug, thiserror::Error)]
