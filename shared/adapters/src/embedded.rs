@@ -489,22 +489,8 @@ fn stamp(conn: &Connection, key: &Key) -> Result<Option<Stamp>, StoreError> {
 
 /// Inserts `row` unless an item is stored under its key (`false`: nothing written).
 fn insert_new_row(conn: &Connection, row: &StoredRow) -> Result<bool, StoreError> {
-    let mut statement = conn
-        .prepare_cached(&format!(
-            "INSERT INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-        ))
-        .map_err(sqlite_error)?;
-    let inserted = statement.execute(params![
-        row.key.pk,
-        row.key.sk,
-        row.index_key.as_ref().map(|index| &index.pk),
-        row.index_key.as_ref().map(|index| &index.sk),
-        row.version,
-        row.expires_at,
-        row.attrs,
-    ]);
-    match inserted {
-        Ok(_) => Ok(true),
+    match write_row(conn, "INSERT", row) {
+        Ok(()) => Ok(true),
         Err(rusqlite::Error::SqliteFailure(error, _))
             if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
@@ -519,22 +505,23 @@ fn store(conn: &Connection, item: &Item) -> Result<(), StoreError> {
 }
 
 fn store_row(conn: &Connection, row: &StoredRow) -> Result<(), StoreError> {
-    let mut statement = conn
-        .prepare_cached(&format!(
-            "INSERT OR REPLACE INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-        ))
-        .map_err(sqlite_error)?;
-    statement
-        .execute(params![
-            row.key.pk,
-            row.key.sk,
-            row.index_key.as_ref().map(|index| &index.pk),
-            row.index_key.as_ref().map(|index| &index.sk),
-            row.version,
-            row.expires_at,
-            row.attrs,
-        ])
-        .map_err(sqlite_error)?;
+    write_row(conn, "INSERT OR REPLACE", row).map_err(sqlite_error)
+}
+
+/// `verb` (`INSERT`, `INSERT OR REPLACE`) of `row` into the table.
+fn write_row(conn: &Connection, verb: &str, row: &StoredRow) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(&format!(
+        "{verb} INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?;
+    statement.execute(params![
+        row.key.pk,
+        row.key.sk,
+        row.index_key.as_ref().map(|index| &index.pk),
+        row.index_key.as_ref().map(|index| &index.sk),
+        row.version,
+        row.expires_at,
+        row.attrs,
+    ])?;
     Ok(())
 }
 
@@ -709,21 +696,13 @@ impl StoredRow {
     }
 }
 
-/// A [`WriteOp`] ready for the writer.
+/// A [`WriteOp`] ready for the writer: a put's item already in its row's form.
 enum PreparedOp {
     Put {
         row: StoredRow,
         condition: Condition,
     },
-    Update(Update),
-    Delete {
-        key: Key,
-        condition: Condition,
-    },
-    Check {
-        key: Key,
-        condition: Condition,
-    },
+    Other(WriteOp),
 }
 
 impl PreparedOp {
@@ -733,26 +712,21 @@ impl PreparedOp {
                 row: StoredRow::of(&item)?,
                 condition,
             },
-            WriteOp::Update(update) => Self::Update(update),
-            WriteOp::Delete { key, condition } => Self::Delete { key, condition },
-            WriteOp::Check { key, condition } => Self::Check { key, condition },
+            other => Self::Other(other),
         })
     }
 
     fn key(&self) -> &Key {
         match self {
             Self::Put { row, .. } => &row.key,
-            Self::Update(update) => &update.key,
-            Self::Delete { key, .. } | Self::Check { key, .. } => key,
+            Self::Other(op) => op.key(),
         }
     }
 
     fn condition(&self) -> Condition {
         match self {
-            Self::Put { condition, .. }
-            | Self::Delete { condition, .. }
-            | Self::Check { condition, .. } => *condition,
-            Self::Update(update) => update.condition,
+            Self::Put { condition, .. } => *condition,
+            Self::Other(op) => op.condition(),
         }
     }
 }
@@ -926,7 +900,7 @@ fn apply_op(conn: &Connection, op: &PreparedOp) -> Result<bool, StoreError> {
             row,
             condition: Condition::NotExists,
         } => insert_new_row(conn, row),
-        PreparedOp::Update(update) => {
+        PreparedOp::Other(WriteOp::Update(update)) => {
             let stored = load(conn, &update.key)?;
             if !holds(update.condition, stored.as_ref().map(Stamp::of)) {
                 return Ok(false);
@@ -940,8 +914,8 @@ fn apply_op(conn: &Connection, op: &PreparedOp) -> Result<bool, StoreError> {
             }
             match op {
                 PreparedOp::Put { row, .. } => store_row(conn, row)?,
-                PreparedOp::Delete { key, .. } => remove(conn, key)?,
-                PreparedOp::Update(_) | PreparedOp::Check { .. } => {}
+                PreparedOp::Other(WriteOp::Delete { key, .. }) => remove(conn, key)?,
+                PreparedOp::Other(_) => {}
             }
             Ok(true)
         }

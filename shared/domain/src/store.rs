@@ -176,6 +176,15 @@ impl WriteOp {
             WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => key,
         }
     }
+
+    pub fn condition(&self) -> Condition {
+        match self {
+            WriteOp::Put { condition, .. }
+            | WriteOp::Delete { condition, .. }
+            | WriteOp::Check { condition, .. } => *condition,
+            WriteOp::Update(update) => update.condition,
+        }
+    }
 }
 
 /// Which ordering a query walks.
