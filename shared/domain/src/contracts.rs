@@ -8,7 +8,7 @@ use crate::ids::{ContractId, TenantId, UserId};
 use crate::input::{Field, date};
 use crate::keys;
 use crate::money::{AnnualRate, Currency, Money};
-use crate::portfolio::{TotalsWrite::Increment, commit_with_portfolio};
+use crate::portfolio::{LedgerChange, TotalsWrite::Increment, commit_with_portfolio};
 use crate::rates::{Observation, SeriesId, SeriesKind};
 use crate::schedule::LiabilitySchedule;
 use crate::store::{
@@ -991,7 +991,7 @@ impl ContractService {
             });
         }
         ops.extend(reference_marker(actor.tenant, &contract)?);
-        let changes = [(None, Some(&contract))];
+        let changes = [LedgerChange::created(&contract)];
         match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes, Increment)
             .await
         {
@@ -1270,7 +1270,7 @@ impl ContractService {
             }
             ops.extend(reference_marker(actor.tenant, &updated)?);
         }
-        let changes = [(Some(&current), Some(&updated))];
+        let changes = [LedgerChange::updated(&current, &updated)];
         match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes, Increment)
             .await
         {
@@ -1329,7 +1329,7 @@ impl ContractService {
                 condition: Condition::None,
             });
         }
-        let changes = [(Some(&current), None)];
+        let changes = [LedgerChange::deleted(&current)];
         match commit_with_portfolio(self.table.as_ref(), actor.tenant, ops, &changes, Increment)
             .await
         {
@@ -1535,7 +1535,7 @@ async fn reprice(
             },
             audit.write_op(),
         ];
-        let changes = [(Some(&current), Some(&updated))];
+        let changes = [LedgerChange::updated(&current, &updated)];
         match commit_with_portfolio(table, tenant, ops, &changes, Increment).await {
             Ok(()) => return Ok(true),
             Err(StoreError::TransactionCanceled { .. }) => continue,

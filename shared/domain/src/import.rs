@@ -8,7 +8,10 @@ use crate::contracts::{
 };
 use crate::ids::ContractId;
 use crate::keys;
-use crate::portfolio::{PortfolioError, TotalsWrite::Pending, commit_with_portfolio, fold_pending};
+use crate::portfolio::{
+    LedgerChange, PortfolioError, StoredFacts, TotalsWrite::Pending, commit_with_portfolio,
+    fold_pending, prepare_bulk,
+};
 use crate::rates::{SeriesId, SeriesInfo};
 use crate::store::{Condition, Query, StoreError, WriteOp, query_all};
 use crate::validation::{FieldIssue, ValidationErrors};
@@ -61,6 +64,8 @@ pub struct ImportReport {
 struct Change {
     before: Option<Contract>,
     after: Contract,
+    /// The portfolio facts of `after`, computed up front ([`prepare_bulk`]).
+    facts: Option<StoredFacts>,
 }
 
 impl Change {
@@ -217,6 +222,7 @@ impl ContractService {
                     changes.push(Change {
                         before: None,
                         after: contract,
+                        facts: None,
                     });
                 }
                 Some(current) => {
@@ -234,6 +240,7 @@ impl ContractService {
                     changes.push(Change {
                         before: Some(current.clone()),
                         after: updated,
+                        facts: None,
                     });
                 }
             }
@@ -249,6 +256,14 @@ impl ContractService {
             }
         };
         publish(settled);
+
+        let afters: Vec<&Contract> = changes.iter().map(|change| &change.after).collect();
+        let facts = prepare_bulk(self.table.as_ref(), actor.tenant, &afters).await?;
+        if facts.len() == changes.len() {
+            for (change, facts) in changes.iter_mut().zip(facts) {
+                change.facts = Some(facts);
+            }
+        }
 
         // As many contracts to a transaction as its write limit allows: fewer
         // transactions, fewer updates of the portfolio's totals.
@@ -341,9 +356,12 @@ impl ContractService {
                 ops.extend(reference_marker(tenant, after)?);
             }
         }
-        let changes: Vec<(Option<&Contract>, Option<&Contract>)> = batch
+        let changes: Vec<LedgerChange> = batch
             .iter()
-            .map(|change| (change.before.as_ref(), Some(&change.after)))
+            .map(|change| {
+                LedgerChange::new(change.before.as_ref(), Some(&change.after))
+                    .with_facts(change.facts.as_ref())
+            })
             .collect();
         match commit_with_portfolio(self.table.as_ref(), tenant, ops, &changes, Pending).await {
             Ok(()) => Ok(()),

@@ -18,6 +18,12 @@
 //! - **Lists** (`DASH#<epoch>#EXT#…`, `DASH#<epoch>#SAV#…`) hold one small entry per
 //!   extended contract (longest overdue first) and per contract with a savings potential
 //!   (largest first, at the epoch's market rate), so a dashboard reads only their heads.
+//!   The savings list holds only contracts at or above the epoch's **savings floor**,
+//!   about the best [`SAVINGS_KEPT`]: a rebuild sets the floor, an import raises it from
+//!   its own rows before writing, and a dashboard that finds fewer than
+//!   [`TOP_SAVINGS`] above it rebuilds. Entries below the floor (listed under a lower
+//!   one) are harmless: they are exact, rank below every entry above the floor, and go
+//!   when their contract changes or the epoch is rebuilt.
 //!
 //! Every contract change adds its own difference in the same transaction: an atomic
 //! increment of the totals, so concurrent writers do not contend, and puts and deletes
@@ -73,6 +79,12 @@ pub const SERIES_MONTHS: i32 = 12;
 pub const LIST_LENGTH: usize = 20;
 /// How many contracts the savings ranking shows.
 pub const TOP_SAVINGS: usize = 10;
+/// How many contracts the savings list keeps at least, when there are that many with a
+/// potential: a rebuild (and a large import) sets the epoch's savings floor to the
+/// potential of the one at this place, so the list holds about this many entries
+/// rather than one per contract, and changes can drop that many from the top before
+/// the list runs short and the dashboard rebuilds it.
+pub const SAVINGS_KEPT: usize = 100;
 /// A contract paying at least this many points above market earns a tip.
 const TIP_POINTS_ABOVE_MARKET: Decimal = Decimal::ONE;
 /// Lists are written this many entries to a transaction.
@@ -125,6 +137,18 @@ struct Epoch {
     #[serde(default, with = "rust_decimal::serde::str_option")]
     market_rate: Option<Decimal>,
     built_at: DateTime<Utc>,
+    /// The savings list holds every contract whose yearly potential is at least this
+    /// (in its own minor units); `None`: every contract with a potential. See
+    /// [`SAVINGS_KEPT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    savings_floor: Option<i64>,
+}
+
+impl Epoch {
+    /// Whether a contract with this potential belongs in the savings list.
+    fn lists_saving(&self, potential: i64) -> bool {
+        potential > 0 && potential >= self.savings_floor.unwrap_or(1)
+    }
 }
 
 /// Integer counters by name; see [`counter`] for the names.
@@ -829,6 +853,45 @@ fn potential(
     }
 }
 
+/// One contract's change as the portfolio counts it: the contract before (`None` when
+/// new) and after (`None` when deleted), and the facts already computed for the one
+/// after, if any (an import computes them up front, on every core).
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerChange<'a> {
+    pub before: Option<&'a Contract>,
+    pub after: Option<&'a Contract>,
+    pub after_facts: Option<&'a StoredFacts>,
+}
+
+impl<'a> LedgerChange<'a> {
+    pub fn created(after: &'a Contract) -> Self {
+        Self::new(None, Some(after))
+    }
+
+    pub fn updated(before: &'a Contract, after: &'a Contract) -> Self {
+        Self::new(Some(before), Some(after))
+    }
+
+    pub fn deleted(before: &'a Contract) -> Self {
+        Self::new(Some(before), None)
+    }
+
+    pub fn new(before: Option<&'a Contract>, after: Option<&'a Contract>) -> Self {
+        Self {
+            before,
+            after,
+            after_facts: None,
+        }
+    }
+
+    /// With facts computed beforehand for the contract after; used only when they are
+    /// for the epoch's day.
+    pub fn with_facts(mut self, facts: Option<&'a StoredFacts>) -> Self {
+        self.after_facts = facts;
+        self
+    }
+}
+
 /// The portfolio's share of contract changes: prepared before a contract transaction
 /// and added to it.
 pub struct Ledger {
@@ -838,24 +901,22 @@ pub struct Ledger {
 impl Ledger {
     /// Reads the epoch the changes will be counted in.
     pub async fn load(table: &dyn Table, tenant: TenantId) -> Result<Self, StoreError> {
-        let epoch = match table.get(&keys::portfolio_epoch(tenant)).await? {
-            Some(item) => {
-                let version = item.version;
-                Some((from_item::<Epoch>(item)?, version))
-            }
-            None => None,
-        };
-        Ok(Self { epoch })
+        Ok(Self {
+            epoch: read_epoch(table, tenant).await?,
+        })
     }
 
-    /// The writes that move the aggregate by `changes` (each a contract before and after;
-    /// `None` for one that did not or no longer exists), and the facts each contract
+    /// The writes that move the aggregate by `changes`, and the facts each contract
     /// written is counted with, to store in its item. Before the first dashboard there is
     /// no aggregate: the writes then only fence a first build running meanwhile.
+    ///
+    /// A contract's old list entries are always deleted, wherever the savings floor
+    /// stands: one listed under a lower floor may still be there. A new savings entry is
+    /// written only at or above the floor.
     pub fn ops(
         &self,
         tenant: TenantId,
-        changes: &[(Option<&Contract>, Option<&Contract>)],
+        changes: &[LedgerChange<'_>],
         totals: TotalsWrite,
     ) -> Result<LedgerWrites, StoreError> {
         let Some((epoch, version)) = &self.epoch else {
@@ -874,8 +935,8 @@ impl Ledger {
         let mut removed: BTreeMap<Key, ()> = BTreeMap::new();
         let mut added: Vec<Item> = Vec::new();
         let mut stored = Vec::new();
-        for (before, after) in changes {
-            if let Some(before) = before {
+        for change in changes {
+            if let Some(before) = change.before {
                 let facts = Facts::of(before, epoch.as_of);
                 delta.merge(&facts.totals(), -1);
                 for rank in facts.ranks(epoch.market_rate) {
@@ -891,12 +952,20 @@ impl Ledger {
                     );
                 }
             }
-            if let Some(after) = after {
-                let debts = debt_series(after, epoch.as_of);
+            if let Some(after) = change.after {
+                let debts = change
+                    .after_facts
+                    .and_then(|facts| facts.debts_for(epoch.as_of))
+                    .unwrap_or_else(|| debt_series(after, epoch.as_of));
                 stored.push((after.id, StoredFacts::new(epoch.as_of, debts)));
                 let facts = Facts::with_debts(after, epoch.as_of, debts);
                 delta.merge(&facts.totals(), 1);
                 for rank in facts.ranks(epoch.market_rate) {
+                    if let Rank::Saving(potential) = rank
+                        && !epoch.lists_saving(potential)
+                    {
+                        continue;
+                    }
                     let key = keys::dashboard_entry(
                         tenant,
                         &epoch.id,
@@ -942,6 +1011,101 @@ impl Ledger {
     }
 }
 
+async fn read_epoch(
+    table: &dyn Table,
+    tenant: TenantId,
+) -> Result<Option<(Epoch, u64)>, StoreError> {
+    match table.get(&keys::portfolio_epoch(tenant)).await? {
+        Some(item) => {
+            let version = item.version;
+            Ok(Some((from_item::<Epoch>(item)?, version)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Prepares many contracts for counting (an import): computes the facts of each on the
+/// epoch's day, split over the cores, and raises the savings floor to the potential of
+/// the [`SAVINGS_KEPT`]th best of them, so the import writes savings entries only for
+/// about that many instead of one per contract. The list still holds every contract at or
+/// above the floor: one already written was listed under the lower floor (and its entry
+/// stays until it changes or the next rebuild), and the ledger lists the new ones that
+/// reach it.
+///
+/// Returns no facts before the first dashboard (there is no day to count on). Raising
+/// the floor is only a saving: when a change moves the epoch meanwhile, it is left as it
+/// is, and the facts, if for another day by then, are computed again where used.
+pub async fn prepare_bulk(
+    table: &dyn Table,
+    tenant: TenantId,
+    contracts: &[&Contract],
+) -> Result<Vec<StoredFacts>, StoreError> {
+    let Some((mut epoch, version)) = read_epoch(table, tenant).await? else {
+        return Ok(Vec::new());
+    };
+    let as_of = epoch.as_of;
+    let market = epoch.market_rate;
+    let facts = parallel_map(contracts, |contract| StoredFacts::of(contract, as_of));
+    let mut potentials: Vec<i64> = contracts
+        .iter()
+        .zip(&facts)
+        .filter_map(|(contract, facts)| {
+            Facts::with_debts(contract, as_of, facts.debts)
+                .ranks(market)
+                .find_map(|rank| match rank {
+                    Rank::Saving(potential) => Some(potential),
+                    Rank::Overdue(_) => None,
+                })
+        })
+        .collect();
+    if let Some(floor) = kept_floor(&mut potentials)
+        && floor > epoch.savings_floor.unwrap_or(1)
+    {
+        epoch.savings_floor = Some(floor);
+        let item = Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?);
+        match table.put(item, Condition::VersionIs(version)).await {
+            Ok(()) | Err(StoreError::ConditionFailed) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(facts)
+}
+
+/// The potential of the [`SAVINGS_KEPT`]th best of `potentials` (reordered), when there
+/// are more: the floor that keeps about that many listed.
+fn kept_floor(potentials: &mut [i64]) -> Option<i64> {
+    if potentials.len() <= SAVINGS_KEPT {
+        return None;
+    }
+    let (_, kth, _) = potentials.select_nth_unstable_by(SAVINGS_KEPT - 1, |a, b| b.cmp(a));
+    Some(*kth)
+}
+
+/// `f` of every item, the items split over the cores when there are enough of them.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = if items.len() < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// What a [`Ledger`] adds to a contract transaction.
 pub struct LedgerWrites {
     /// The aggregate's own writes.
@@ -976,7 +1140,7 @@ pub async fn commit_with_portfolio(
     table: &dyn Table,
     tenant: TenantId,
     ops: Vec<WriteOp>,
-    changes: &[(Option<&Contract>, Option<&Contract>)],
+    changes: &[LedgerChange<'_>],
     totals: TotalsWrite,
 ) -> Result<(), StoreError> {
     let own = ops.len();
@@ -1360,17 +1524,29 @@ impl PortfolioService {
             let started = Instant::now();
             let Tallied {
                 totals,
-                entries,
+                mut entries,
                 computed,
             } = tally(&contracts, as_of, market);
-            let computation = started.elapsed();
-
+            let mut potentials: Vec<i64> = entries
+                .iter()
+                .filter_map(|entry| match entry.rank {
+                    Rank::Saving(potential) => Some(potential),
+                    Rank::Overdue(_) => None,
+                })
+                .collect();
             let epoch = Epoch {
                 id: uuid::Uuid::now_v7().simple().to_string(),
                 as_of,
                 market_rate: market,
                 built_at: self.clock.now(),
+                savings_floor: kept_floor(&mut potentials),
             };
+            entries.retain(|entry| match entry.rank {
+                Rank::Saving(potential) => epoch.lists_saving(potential),
+                Rank::Overdue(_) => true,
+            });
+            let computation = started.elapsed();
+
             let mut puts = Vec::with_capacity(entries.len());
             for entry in entries {
                 let contract = &contracts[entry.contract].contract;
@@ -1676,26 +1852,40 @@ impl PortfolioService {
         require(actor, Permission::ReadContracts)?;
         let tenant = actor.tenant;
         let today = self.clock.today();
-        let mut stored = self.read(tenant).await?;
-        if stored
-            .epoch
-            .as_ref()
-            .is_none_or(|(epoch, _)| epoch.as_of != today)
-        {
-            // The first read of a day the nightly roll has not reached (or ever).
-            self.rebuild(tenant).await?;
-            stored = self.read(tenant).await?;
-        }
-        let (Some(totals), Some((epoch, _))) = (stored.current_totals(), stored.epoch) else {
-            return Err(PortfolioError::Contention);
+        let mut rebuilt = false;
+        let (stored, totals, epoch, savings) = loop {
+            let stored = self.read(tenant).await?;
+            if !rebuilt
+                && stored
+                    .epoch
+                    .as_ref()
+                    .is_none_or(|(epoch, _)| epoch.as_of != today)
+            {
+                // The first read of a day the nightly roll has not reached (or ever).
+                self.rebuild(tenant).await?;
+                rebuilt = true;
+                continue;
+            }
+            let (Some(totals), Some((epoch, _))) = (stored.current_totals(), &stored.epoch) else {
+                return Err(PortfolioError::Contention);
+            };
+            let epoch = epoch.clone();
+            let savings = self
+                .list(tenant, &epoch.id, SAVINGS_LIST, TOP_SAVINGS)
+                .await?;
+            if !rebuilt && savings_run_short(&epoch, &savings) {
+                // Changes took so many from the top that contracts below the floor may
+                // belong in it now: only a rebuild knows which.
+                self.rebuild(tenant).await?;
+                rebuilt = true;
+                continue;
+            }
+            break (stored, totals, epoch, savings);
         };
         let settings = stored.settings.unwrap_or_else(|| self.defaults.clone());
         let market = self.market_rate(&settings.benchmark, today).await?;
         let extended = self
             .list(tenant, &epoch.id, EXTENDED_LIST, LIST_LENGTH)
-            .await?;
-        let savings = self
-            .list(tenant, &epoch.id, SAVINGS_LIST, TOP_SAVINGS)
             .await?;
         let ending = self.ending_soon(tenant, today).await?;
         let fx = self.exchange_rates(&totals, &settings, today).await?;
@@ -1809,6 +1999,17 @@ impl PortfolioService {
         }
         Ok(rates)
     }
+}
+
+/// Whether the savings list's head, `listed`, is shorter than the ranking shows while
+/// contracts below the epoch's floor are not listed: one of them may belong in it.
+fn savings_run_short(epoch: &Epoch, listed: &[ContractSummary]) -> bool {
+    epoch.savings_floor.is_some()
+        && listed
+            .iter()
+            .filter(|summary| epoch.lists_saving(summary.potential(epoch.market_rate).total()))
+            .count()
+            < TOP_SAVINGS
 }
 
 /// What a rebuild read and computed, for the roll to store.
@@ -2887,6 +3088,7 @@ mod tests {
                     as_of: as_of(),
                     market_rate: None,
                     built_at: Default::default(),
+                    savings_floor: None,
                 },
                 3,
             )),
@@ -2894,7 +3096,10 @@ mod tests {
         let writes = ledger
             .ops(
                 tenant,
-                &[(Some(before), Some(after)), (Some(other), None)],
+                &[
+                    LedgerChange::updated(before, after),
+                    LedgerChange::deleted(other),
+                ],
                 TotalsWrite::Increment,
             )
             .unwrap();
@@ -2926,8 +3131,135 @@ mod tests {
 
         // Before the first dashboard there is no day to compute facts for.
         let none = Ledger { epoch: None }
-            .ops(tenant, &[(None, Some(after))], TotalsWrite::Increment)
+            .ops(
+                tenant,
+                &[LedgerChange::created(after)],
+                TotalsWrite::Increment,
+            )
             .unwrap();
         assert!(none.facts.is_empty());
+    }
+
+    fn saving(contract: &Contract, market: Option<Decimal>) -> Option<i64> {
+        Facts::of(contract, as_of())
+            .ranks(market)
+            .find_map(|rank| match rank {
+                Rank::Saving(potential) => Some(potential),
+                Rank::Overdue(_) => None,
+            })
+    }
+
+    #[test]
+    fn the_ledger_lists_savings_from_the_floor_up_and_always_removes_old_entries() {
+        let tenant = TenantId::generate();
+        let market = Some(Decimal::ZERO);
+        let contracts = portfolio(60, 13);
+        let mut potentials: Vec<i64> = contracts.iter().filter_map(|c| saving(c, market)).collect();
+        assert!(potentials.len() > 20, "too few with a potential to tell");
+        potentials.sort_unstable();
+        let floor = potentials[potentials.len() / 2];
+        let epoch = |savings_floor| Ledger {
+            epoch: Some((
+                Epoch {
+                    id: "e1".into(),
+                    as_of: as_of(),
+                    market_rate: market,
+                    built_at: Default::default(),
+                    savings_floor,
+                },
+                3,
+            )),
+        };
+        let saving_puts = |ledger: &Ledger, changes: &[LedgerChange]| {
+            ledger
+                .ops(tenant, changes, TotalsWrite::Increment)
+                .unwrap()
+                .ops
+                .into_iter()
+                .filter(
+                    |op| matches!(op, WriteOp::Put { item, .. } if item.key.sk.contains("#SAV#")),
+                )
+                .count()
+        };
+        let created: Vec<LedgerChange> = contracts.iter().map(LedgerChange::created).collect();
+        let above = contracts
+            .iter()
+            .filter(|c| saving(c, market).is_some_and(|p| p >= floor))
+            .count();
+        assert_eq!(saving_puts(&epoch(Some(floor)), &created), above);
+        assert_eq!(saving_puts(&epoch(None), &created), potentials.len());
+
+        // A deleted contract's entry goes whatever the floor: it may have been listed
+        // under a lower one.
+        let low = contracts
+            .iter()
+            .find(|c| saving(c, market).is_some_and(|p| p < floor))
+            .unwrap();
+        let deletes = epoch(Some(floor))
+            .ops(
+                tenant,
+                &[LedgerChange::deleted(low)],
+                TotalsWrite::Increment,
+            )
+            .unwrap()
+            .ops
+            .into_iter()
+            .filter(|op| matches!(op, WriteOp::Delete { key, .. } if key.sk.contains("#SAV#")))
+            .count();
+        assert_eq!(deletes, 1);
+    }
+
+    #[test]
+    fn the_ledger_uses_facts_given_for_its_day_and_computes_the_others() {
+        let tenant = TenantId::generate();
+        let contract = &portfolio(5, 17)
+            .into_iter()
+            .find(|c| debt_series(c, as_of()).is_some())
+            .unwrap();
+        let ledger = Ledger {
+            epoch: Some((
+                Epoch {
+                    id: "e1".into(),
+                    as_of: as_of(),
+                    market_rate: None,
+                    built_at: Default::default(),
+                    savings_floor: None,
+                },
+                1,
+            )),
+        };
+        let made_up = StoredFacts::new(as_of(), Some([7; SERIES_POINTS]));
+        let writes = ledger
+            .ops(
+                tenant,
+                &[LedgerChange::created(contract).with_facts(Some(&made_up))],
+                TotalsWrite::Increment,
+            )
+            .unwrap();
+        assert_eq!(writes.facts, vec![(contract.id, made_up)]);
+
+        let yesterday = StoredFacts::new(as_of().pred_opt().unwrap(), Some([7; SERIES_POINTS]));
+        let writes = ledger
+            .ops(
+                tenant,
+                &[LedgerChange::created(contract).with_facts(Some(&yesterday))],
+                TotalsWrite::Increment,
+            )
+            .unwrap();
+        assert_eq!(
+            writes.facts,
+            vec![(contract.id, StoredFacts::of(contract, as_of()))]
+        );
+    }
+
+    #[test]
+    fn the_kept_floor_is_the_potential_at_the_kept_place() {
+        let mut few: Vec<i64> = (1..=SAVINGS_KEPT as i64).collect();
+        assert_eq!(kept_floor(&mut few), None);
+        let mut many: Vec<i64> = (1..=3 * SAVINGS_KEPT as i64).rev().collect();
+        assert_eq!(kept_floor(&mut many), Some(2 * SAVINGS_KEPT as i64 + 1));
+        // Ties at the floor all stay listed.
+        let mut tied = vec![5; 2 * SAVINGS_KEPT];
+        assert_eq!(kept_floor(&mut tied), Some(5));
     }
 }
