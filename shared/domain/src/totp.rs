@@ -1,10 +1,18 @@
 //! Two-factor login with time-based one-time passwords (TOTP, RFC 6238): the secret an
-//! authenticator app shares with us, and single-use code verification.
+//! authenticator app shares with us, the link and QR code that enrol it, and single-use
+//! code verification.
 //!
 //! Pure rules, no storage: the auth service keeps the secret and the last used time step,
 //! and hands them back in.
 
+use crate::accounts::Email;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use qrcode::QrCode;
+use qrcode::render::svg;
+use qrcode::types::QrError;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -199,6 +207,69 @@ impl CodeGenerator {
     fn code_at(&self, unix_seconds: u64) -> String {
         self.totp.generate(unix_seconds).to_string()
     }
+}
+
+/// The QR code of an enrolment link could not be drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the enrolment link does not fit in a QR code: {0}")]
+pub struct QrCodeError(#[source] QrError);
+
+/// What a user needs to add Leasedesk to an authenticator app. It carries the secret, so
+/// it is shown once and `Debug` does not print it.
+#[derive(Clone)]
+pub struct TotpEnrolment {
+    /// The `otpauth://totp/...` key URI, for a link on the phone itself.
+    pub otpauth_uri: String,
+    /// A QR code of the URI, as an SVG document.
+    pub qr_code_svg: String,
+    /// The same SVG as a `data:image/svg+xml;base64,...` URI, for an `<img src>`.
+    pub qr_code_data_uri: String,
+}
+
+impl TotpEnrolment {
+    pub fn new(secret: &TotpSecret, account: &Email) -> Result<Self, QrCodeError> {
+        let otpauth_uri = otpauth_uri(secret, account);
+        let qr_code = QrCode::new(otpauth_uri.as_bytes()).map_err(QrCodeError)?;
+        let qr_code_svg = qr_code
+            .render::<svg::Color<'_>>()
+            .min_dimensions(256, 256)
+            .build();
+        let qr_code_data_uri = format!(
+            "data:image/svg+xml;base64,{}",
+            BASE64.encode(qr_code_svg.as_bytes())
+        );
+        Ok(Self {
+            otpauth_uri,
+            qr_code_svg,
+            qr_code_data_uri,
+        })
+    }
+}
+
+impl fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpEnrolment").finish_non_exhaustive()
+    }
+}
+
+/// Everything but RFC 3986's unreserved characters is escaped in the label and issuer, so
+/// an address like `anna+2fa@example.se` survives apps that would read `+` as a space.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The key URI in the format authenticator apps read (Google's "Key Uri Format"). The
+/// parameters that have defaults are spelled out anyway: some apps do not assume them.
+fn otpauth_uri(secret: &TotpSecret, account: &Email) -> String {
+    let issuer = utf8_percent_encode(ISSUER, URI_COMPONENT);
+    let account = utf8_percent_encode(account.as_str(), URI_COMPONENT);
+    format!(
+        "otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}\
+         &algorithm=SHA1&digits={DIGITS}&period={PERIOD_SECONDS}",
+        secret = secret.to_base32(),
+    )
 }
 
 #[cfg(test)]
@@ -465,5 +536,63 @@ mod tests {
         assert_eq!(back, rfc_secret());
         assert!(serde_json::from_str::<TotpSecret>(r#""GEZDGNBV""#).is_err());
         assert!(serde_json::from_str::<TotpSecret>("42").is_err());
+    }
+
+    fn anna() -> Email {
+        Email::parse("anna+2fa@nordlysfleet.se").expect("valid email")
+    }
+
+    #[test]
+    fn otpauth_uri_escapes_the_label_and_names_every_parameter() {
+        assert_eq!(
+            otpauth_uri(&rfc_secret(), &anna()),
+            "otpauth://totp/Leasedesk:anna%2B2fa%40nordlysfleet.se\
+             ?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Leasedesk\
+             &algorithm=SHA1&digits=6&period=30"
+        );
+    }
+
+    #[test]
+    fn otpauth_uri_round_trips_through_the_totp_rs_parser() {
+        let secret = TotpSecret::generate().expect("randomness");
+        let parsed = Totp::from_url(otpauth_uri(&secret, &anna())).expect("parses");
+        assert_eq!(parsed.account_name(), "anna+2fa@nordlysfleet.se");
+        assert_eq!(parsed.issuer(), Some(ISSUER));
+        assert_eq!(parsed.secret().as_bytes(), secret.0.as_slice());
+        assert_eq!(parsed.algorithm(), Algorithm::SHA1);
+        assert_eq!(parsed.digits(), DIGITS);
+        assert_eq!(parsed.step(), PERIOD_SECONDS);
+        // An app that scanned it makes codes we accept.
+        let code = parsed.generate(1_700_000_000).to_string();
+        assert_eq!(
+            verify(&secret, &code, at(1_700_000_000), None),
+            Ok(1_700_000_000 / PERIOD_SECONDS)
+        );
+    }
+
+    #[test]
+    fn enrolment_draws_the_uri_as_an_svg_qr_code() {
+        let enrolment = TotpEnrolment::new(&rfc_secret(), &anna()).expect("fits");
+        assert_eq!(enrolment.otpauth_uri, otpauth_uri(&rfc_secret(), &anna()));
+        let svg = &enrolment.qr_code_svg;
+        assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("<svg"), "{svg}");
+        assert!(svg.contains("<path") && svg.contains(r#"d="M"#), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+
+        let base64 = enrolment
+            .qr_code_data_uri
+            .strip_prefix("data:image/svg+xml;base64,")
+            .expect("data URI prefix");
+        let decoded = BASE64.decode(base64).expect("base64");
+        assert_eq!(decoded, svg.as_bytes());
+    }
+
+    #[test]
+    fn enrolment_debug_does_not_print_the_secret() {
+        let enrolment = TotpEnrolment::new(&rfc_secret(), &anna()).expect("fits");
+        let printed = format!("{enrolment:?}");
+        assert!(!printed.contains("GEZDGNBV"), "{printed}");
+        assert!(!printed.contains("otpauth"), "{printed}");
     }
 }
