@@ -1,9 +1,9 @@
 //! Two-factor login with time-based one-time passwords (TOTP, RFC 6238): the secret an
-//! authenticator app shares with us, the link and QR code that enrol it, and single-use
-//! code verification.
+//! authenticator app shares with us, the link and QR code that enrol it, single-use code
+//! verification, and the recovery codes that stand in for a lost phone.
 //!
-//! Pure rules, no storage: the auth service keeps the secret and the last used time step,
-//! and hands them back in.
+//! Pure rules, no storage: the auth service keeps the secret, the last used time step and
+//! the recovery-code hashes, and hands them back in.
 
 use crate::accounts::Email;
 use base64::Engine;
@@ -15,6 +15,7 @@ use qrcode::render::svg;
 use qrcode::types::QrError;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
@@ -270,6 +271,172 @@ fn otpauth_uri(secret: &TotpSecret, account: &Email) -> String {
          &algorithm=SHA1&digits={DIGITS}&period={PERIOD_SECONDS}",
         secret = secret.to_base32(),
     )
+}
+
+/// How many recovery codes a user gets at a time.
+pub const RECOVERY_CODE_COUNT: usize = 10;
+/// Crockford's base32 alphabet: no i, l, o or u, so no character reads as another.
+const RECOVERY_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+/// Twelve characters of 5 bits: 60 random bits a code.
+const RECOVERY_CODE_CHARS: usize = 12;
+const RECOVERY_CODE_BITS: u32 = 60;
+const RECOVERY_SALT_BYTES: usize = 16;
+const RECOVERY_DIGEST_BYTES: usize = 32;
+
+/// A recovery code as hashed: its twelve characters, lower case, without dashes.
+type RecoveryCodeChars = [u8; RECOVERY_CODE_CHARS];
+
+/// Single-use codes that let a user log in without their authenticator app.
+pub struct RecoveryCodes;
+
+impl RecoveryCodes {
+    /// Ten new codes, `xxxx-xxxx-xxxx`, to show the user once, and their hashes to store,
+    /// in the same order.
+    pub fn generate() -> Result<(Vec<String>, Vec<RecoveryCodeHash>), RandomnessUnavailable> {
+        let mut shown_once = Vec::with_capacity(RECOVERY_CODE_COUNT);
+        let mut hashes = Vec::with_capacity(RECOVERY_CODE_COUNT);
+        for _ in 0..RECOVERY_CODE_COUNT {
+            let code = recovery_code_from_bits(getrandom::u64().map_err(RandomnessUnavailable)?);
+            let mut salt = [0; RECOVERY_SALT_BYTES];
+            getrandom::fill(&mut salt).map_err(RandomnessUnavailable)?;
+            hashes.push(RecoveryCodeHash::of(&code, salt));
+            shown_once.push(display_recovery_code(&code));
+        }
+        Ok((shown_once, hashes))
+    }
+
+    /// Which stored hash `input` is the code of, if any; the caller then deletes that hash
+    /// so the code works once. Case, spaces and dashes do not matter, and `o`, `i` and `l`
+    /// are read as the `0` and `1` a user mistook them for.
+    pub fn redeem(input: &str, hashes: &[RecoveryCodeHash]) -> Option<usize> {
+        let code = normalize_recovery_code(input)?;
+        let mut matched = None;
+        // Every hash is compared, so the time taken does not tell which one matched.
+        for (index, hash) in hashes.iter().enumerate() {
+            if hash.matches(&code) && matched.is_none() {
+                matched = Some(index);
+            }
+        }
+        matched
+    }
+}
+
+/// The low 60 bits of `random`, five at a time, as alphabet characters.
+fn recovery_code_from_bits(random: u64) -> RecoveryCodeChars {
+    let mut code = [0; RECOVERY_CODE_CHARS];
+    for (position, letter) in code.iter_mut().enumerate() {
+        let shift = RECOVERY_CODE_BITS - 5 * (position as u32 + 1);
+        *letter = RECOVERY_ALPHABET[((random >> shift) & 0b1_1111) as usize];
+    }
+    code
+}
+
+fn display_recovery_code(code: &RecoveryCodeChars) -> String {
+    code.chunks(4)
+        .map(|group| {
+            group
+                .iter()
+                .map(|&byte| char::from(byte))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn normalize_recovery_code(input: &str) -> Option<RecoveryCodeChars> {
+    let mut code = [0; RECOVERY_CODE_CHARS];
+    let mut len = 0;
+    for typed in input.chars() {
+        if typed.is_whitespace() || typed == '-' {
+            continue;
+        }
+        let letter = match typed.to_ascii_lowercase() {
+            'o' => b'0',
+            'i' | 'l' => b'1',
+            other if other.is_ascii() && RECOVERY_ALPHABET.contains(&(other as u8)) => other as u8,
+            _ => return None,
+        };
+        *code.get_mut(len)? = letter;
+        len += 1;
+    }
+    (len == RECOVERY_CODE_CHARS).then_some(code)
+}
+
+/// A recovery code as stored: SHA-256 of a random salt and the code.
+///
+/// A fast hash is enough here, unlike for passwords: the code is 60 uniformly random bits,
+/// so a stolen hash still takes about 2^59 guesses on average, and a slow hash like argon2
+/// would only make every redemption (ten comparisons) expensive. The per-code salt stops
+/// one search from testing a guess against every user's codes at once.
+///
+/// Serialized as base64 of the 16-byte salt followed by the 32-byte digest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryCodeHash {
+    salt: [u8; RECOVERY_SALT_BYTES],
+    digest: [u8; RECOVERY_DIGEST_BYTES],
+}
+
+/// A stored recovery-code hash that is not 48 bytes of base64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a recovery-code hash")]
+pub struct InvalidRecoveryCodeHash;
+
+impl RecoveryCodeHash {
+    fn of(code: &RecoveryCodeChars, salt: [u8; RECOVERY_SALT_BYTES]) -> Self {
+        let digest = Sha256::new()
+            .chain_update(salt)
+            .chain_update(code)
+            .finalize()
+            .into();
+        Self { salt, digest }
+    }
+
+    fn matches(&self, code: &RecoveryCodeChars) -> bool {
+        let candidate = Self::of(code, self.salt);
+        candidate
+            .digest
+            .as_slice()
+            .ct_eq(self.digest.as_slice())
+            .into()
+    }
+
+    pub fn to_base64(&self) -> String {
+        BASE64.encode([self.salt.as_slice(), self.digest.as_slice()].concat())
+    }
+
+    pub fn from_base64(encoded: &str) -> Result<Self, InvalidRecoveryCodeHash> {
+        let bytes = BASE64
+            .decode(encoded)
+            .map_err(|_| InvalidRecoveryCodeHash)?;
+        let (salt, digest) = bytes
+            .split_at_checked(RECOVERY_SALT_BYTES)
+            .ok_or(InvalidRecoveryCodeHash)?;
+        Ok(Self {
+            salt: salt.try_into().map_err(|_| InvalidRecoveryCodeHash)?,
+            digest: digest.try_into().map_err(|_| InvalidRecoveryCodeHash)?,
+        })
+    }
+}
+
+impl fmt::Debug for RecoveryCodeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RecoveryCodeHash")
+            .field(&self.to_base64())
+            .finish()
+    }
+}
+
+impl Serialize for RecoveryCodeHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecoveryCodeHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let encoded = String::deserialize(deserializer)?;
+        Self::from_base64(&encoded).map_err(D::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -594,5 +761,116 @@ mod tests {
         let printed = format!("{enrolment:?}");
         assert!(!printed.contains("GEZDGNBV"), "{printed}");
         assert!(!printed.contains("otpauth"), "{printed}");
+    }
+
+    fn is_formatted_recovery_code(code: &str) -> bool {
+        let groups: Vec<&str> = code.split('-').collect();
+        groups.len() == 3
+            && groups.iter().all(|group| {
+                group.len() == 4 && group.bytes().all(|b| RECOVERY_ALPHABET.contains(&b))
+            })
+    }
+
+    #[test]
+    fn recovery_codes_are_ten_distinct_readable_codes_with_their_hashes() {
+        let (codes, hashes) = RecoveryCodes::generate().expect("randomness");
+        assert_eq!(codes.len(), RECOVERY_CODE_COUNT);
+        assert_eq!(hashes.len(), RECOVERY_CODE_COUNT);
+        for code in &codes {
+            assert!(is_formatted_recovery_code(code), "{code}");
+        }
+        let mut distinct = codes.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), RECOVERY_CODE_COUNT);
+        let (again, _) = RecoveryCodes::generate().expect("randomness");
+        assert!(codes.iter().all(|code| !again.contains(code)));
+    }
+
+    #[test]
+    fn recovery_codes_carry_60_random_bits() {
+        let show = |bits| display_recovery_code(&recovery_code_from_bits(bits));
+        assert_eq!(show(0), "0000-0000-0000");
+        assert_eq!(show(1), "0000-0000-0001");
+        assert_eq!(show(1 << 59), "g000-0000-0000");
+        assert_eq!(show((1 << 60) - 1), "zzzz-zzzz-zzzz");
+        // Bits above the sixtieth are not used.
+        assert_eq!(show(u64::MAX), "zzzz-zzzz-zzzz");
+        assert_eq!(show(0x0123_4567_89ab_cdef), "28t5-cy4t-qkff");
+    }
+
+    #[test]
+    fn each_recovery_code_redeems_its_own_hash_once_removed() {
+        let (codes, mut hashes) = RecoveryCodes::generate().expect("randomness");
+        for (index, code) in codes.iter().enumerate() {
+            assert_eq!(RecoveryCodes::redeem(code, &hashes), Some(index), "{code}");
+        }
+        // The caller deletes a redeemed hash; the code then no longer works.
+        hashes.remove(3);
+        assert_eq!(RecoveryCodes::redeem(&codes[3], &hashes), None);
+        assert_eq!(RecoveryCodes::redeem(&codes[4], &hashes), Some(3));
+    }
+
+    #[test]
+    fn recovery_code_input_ignores_case_spaces_dashes_and_lookalikes() {
+        let code = *b"01ab0cd1efgh";
+        let hashes = [
+            RecoveryCodeHash::of(b"zzzzzzzzzzzz", [7; RECOVERY_SALT_BYTES]),
+            RecoveryCodeHash::of(&code, [9; RECOVERY_SALT_BYTES]),
+        ];
+        for typed in [
+            "01ab-0cd1-efgh",
+            "01AB-0CD1-EFGH",
+            "01ab0cd1efgh",
+            " 01ab 0cd1 efgh ",
+            "OLAB-ocdI-efgh",
+            "0-1-a-b-0-c-d-1-e-f-g-h",
+        ] {
+            assert_eq!(RecoveryCodes::redeem(typed, &hashes), Some(1), "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn recovery_code_redeem_refuses_unknown_and_malformed_input() {
+        let (codes, hashes) = RecoveryCodes::generate().expect("randomness");
+        assert_eq!(RecoveryCodes::redeem(&codes[0], &[]), None);
+        let (others, _) = RecoveryCodes::generate().expect("randomness");
+        assert_eq!(RecoveryCodes::redeem(&others[0], &hashes), None);
+        let too_long = format!("{}0", codes[0]);
+        let too_short = &codes[0][..codes[0].len() - 1];
+        let with_u = format!("u{}", &codes[0][1..]);
+        for malformed in ["", "----", too_short, &too_long, &with_u, "01ab-0cd1-efgé"] {
+            assert_eq!(
+                RecoveryCodes::redeem(malformed, &hashes),
+                None,
+                "{malformed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn recovery_code_hashes_serialize_as_base64_and_back() {
+        let hash = RecoveryCodeHash::of(b"01ab0cd1efgh", [5; RECOVERY_SALT_BYTES]);
+        let json = serde_json::to_string(&hash).expect("serialize");
+        let encoded: String = serde_json::from_str(&json).expect("a JSON string");
+        assert_eq!(encoded.len(), 64);
+        assert_eq!(
+            BASE64.decode(&encoded).expect("base64")[..RECOVERY_SALT_BYTES],
+            [5; RECOVERY_SALT_BYTES]
+        );
+        let back: RecoveryCodeHash = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, hash);
+        assert_eq!(RecoveryCodes::redeem("01ab-0cd1-efgh", &[back]), Some(0));
+
+        let short = BASE64.encode([0; 47]);
+        let long = BASE64.encode([0; 49]);
+        for bad in ["", "not base64!", short.as_str(), long.as_str()] {
+            assert_eq!(
+                RecoveryCodeHash::from_base64(bad),
+                Err(InvalidRecoveryCodeHash),
+                "{bad:?}"
+            );
+        }
+        assert!(serde_json::from_str::<RecoveryCodeHash>(r#""AAAA""#).is_err());
     }
 }
