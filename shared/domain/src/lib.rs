@@ -20,4 +20,5 @@ pub mod queue;
 pub mod rates;
 pub mod schedule;
 pub mod store;
+pub mod totp;
 pub mod validation;
