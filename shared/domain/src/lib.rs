@@ -19,5 +19,6 @@ pub mod portfolio;
 pub mod queue;
 pub mod rates;
 pub mod schedule;
+pub mod sso;
 pub mod store;
 pub mod validation;
