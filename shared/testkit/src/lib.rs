@@ -131,7 +131,6 @@ struct Shared {
     inner: Mutex<Inner>,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
-    token_requests: AtomicUsize,
 }
 
 struct Inner {
@@ -216,7 +215,6 @@ impl OidcTestProvider {
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
-            token_requests: AtomicUsize::new(0),
             options,
         });
         let path = &shared.options.path;
@@ -295,11 +293,6 @@ impl OidcTestProvider {
     /// How many times a discovery document was fetched.
     pub fn discovery_fetches(&self) -> usize {
         self.shared.discovery_fetches.load(Ordering::SeqCst)
-    }
-
-    /// How many requests reached the token endpoint.
-    pub fn token_requests(&self) -> usize {
-        self.shared.token_requests.load(Ordering::SeqCst)
     }
 }
 
@@ -422,7 +415,6 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
-    shared.token_requests.fetch_add(1, Ordering::SeqCst);
     let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
