@@ -127,13 +127,25 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-/// A user as stored: with the password hash, which never leaves this module.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A user as stored: with the password hash, which never leaves the domain.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UserRecord {
+pub(crate) struct UserRecord {
     #[serde(flatten)]
-    user: User,
+    pub user: User,
     password_hash: String,
+    /// Sessions opened before this are over (sign out everywhere, password change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_valid_from: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user", &self.user)
+            .field("sessions_valid_from", &self.sessions_valid_from)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the login lookup by e-mail points.
@@ -265,6 +277,7 @@ impl AccountService {
         let record = UserRecord {
             user: user.clone(),
             password_hash,
+            sessions_valid_from: None,
         };
         let login = EmailLogin {
             tenant_id: tenant,

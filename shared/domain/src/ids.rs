@@ -66,6 +66,10 @@ uuid_id!(
     /// A background job (a large import).
     JobId
 );
+uuid_id!(
+    /// A sign-in session: one device's chain of refresh tokens.
+    SessionId
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid identifier")]

@@ -9,6 +9,7 @@
 //! | audit event         | `T#<tenant>`          | `AUDIT#<time>#<event>`              |                  |                    |
 //! | idempotency record  | `T#<tenant>`          | `IDEM#<scope>#<user>#<key>` (TTL)   |                  |                    |
 //! | job (a large import)| `T#<tenant>`          | `JOB#<job>` (TTL 30 days)           |                  |                    |
+//! | sign-in session     | `T#<tenant>`          | `SESSION#<session>` (TTL)           |                  |                    |
 //! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
 //! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
 //! | rate series         | `RATES`               | `SERIES#<series>`                   |                  |                    |
@@ -32,6 +33,8 @@
 //! - contract number uniqueness: conditional put of `CONTRACTNO#<number>` in the same
 //!   transaction as the contract;
 //! - audit trail of an organization, newest last: query prefix `AUDIT#`.
+//! - the caller of each request: get `USER#<user>` and `SESSION#<session>` (role and
+//!   revocation take effect on the next request);
 //! - one job and its progress (`GET /jobs/{id}`, the import worker): get `JOB#<id>`;
 //! - the rate catalogue: query `RATES` with prefix `SERIES#`;
 //! - a series between two dates, or its latest value on or before a day: query
@@ -109,6 +112,10 @@ pub fn end_date_range(first: NaiveDate, last: NaiveDate) -> (String, String) {
 
 pub fn audit_event(tenant: TenantId, sort_key: String) -> Key {
     Key::new(tenant_partition(tenant), sort_key)
+}
+
+pub fn session(tenant: TenantId, session: crate::ids::SessionId) -> Key {
+    Key::new(tenant_partition(tenant), format!("SESSION#{session}"))
 }
 
 pub const JOB_PREFIX: &str = "JOB#";

@@ -19,6 +19,7 @@ pub mod portfolio;
 pub mod queue;
 pub mod rates;
 pub mod schedule;
+pub mod sessions;
 pub mod sso;
 pub mod store;
 pub mod totp;

@@ -1,0 +1,468 @@
+//! Sign-in sessions: what keeps a user signed in, and what ends it.
+//!
+//! A successful sign-in opens a **session** (`T#<tenant>` / `SESSION#<id>`) and hands the
+//! client a refresh token, `ldr1.<tenant>.<session>.<secret>`. Only the SHA-256 of the
+//! secret is stored: it is 256 random bits, so a slow password hash would add nothing.
+//!
+//! - **Rotation.** `POST /auth/refresh` trades the refresh token for a new access token
+//!   and a new refresh token; the session keeps the hashes of the secrets it rotated
+//!   away from. One of those coming back means two parties hold the chain (a stolen
+//!   token, or a stolen one already used): the whole session is revoked and both must
+//!   sign in again.
+//! - **Every request** checks its access token's session and user ([`SessionService::caller`]:
+//!   two reads), so a logout, a "sign out everywhere", a password change, a new role or
+//!   a removal takes effect on the caller's very next request, not when the access token
+//!   expires.
+//! - **Sign out everywhere** (and a password change) moves the user's
+//!   `sessionsValidFrom` to now: every session opened before it is over, without
+//!   finding them one by one.
+
+use crate::access::Role;
+use crate::accounts::{User, UserRecord};
+use crate::audit::{Actor, AuditEvent, RequestInfo};
+use crate::clock::Clock;
+use crate::ids::{SessionId, TenantId, UserId};
+use crate::keys;
+use crate::store::{Condition, Item, StoreError, Table, Update, WriteOp, from_item, to_attributes};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// How long a session lasts from its sign-in, however often it is refreshed.
+pub const SESSION_LIFETIME_DAYS: i64 = 30;
+/// Rotated secrets a session remembers, to recognise one coming back.
+const REMEMBERED_SECRETS: usize = 100;
+const TOKEN_PREFIX: &str = "ldr1";
+const SECRET_BYTES: usize = 32;
+
+/// A session as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionRecord {
+    id: SessionId,
+    tenant_id: TenantId,
+    user_id: UserId,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    refreshed_at: DateTime<Utc>,
+    /// SHA-256 (base64url) of the refresh secret that is valid now.
+    secret_hash: String,
+    /// Hashes of the secrets rotated away from, newest last.
+    rotated: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+}
+
+impl SessionRecord {
+    fn live_at(&self, now: DateTime<Utc>, user: &UserRecord) -> bool {
+        self.revoked_at.is_none()
+            && now < self.expires_at
+            && user
+                .sessions_valid_from
+                .is_none_or(|from| self.created_at >= from)
+    }
+}
+
+/// A refresh token and the session it continues. Its `Debug` shows no secret.
+pub struct Issued {
+    pub session: SessionId,
+    pub refresh_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("session", &self.session)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refresh that went through: who it is, and the next token of the chain.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub user: User,
+    pub issued: Issued,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Not a refresh token of ours, or its session is over (expired, logged out, signed
+    /// out everywhere, its user gone).
+    #[error("the session is over or the token is not valid")]
+    Invalid,
+    /// A refresh token the session had already rotated away from: the session is now
+    /// revoked.
+    #[error("a refresh token was used twice; the session is revoked")]
+    Reused,
+    #[error("no randomness available: {0}")]
+    Randomness(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The parts of a refresh token.
+struct RefreshToken {
+    tenant: TenantId,
+    session: SessionId,
+    secret: String,
+}
+
+impl RefreshToken {
+    fn parse(token: &str) -> Option<Self> {
+        let mut parts = token.trim().split('.');
+        let (prefix, tenant, session, secret) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if prefix != TOKEN_PREFIX || parts.next().is_some() || secret.len() != 43 {
+            return None;
+        }
+        Some(Self {
+            tenant: tenant.parse().ok()?,
+            session: session.parse().ok()?,
+            secret: secret.to_owned(),
+        })
+    }
+
+    fn format(tenant: TenantId, session: SessionId, secret: &str) -> String {
+        format!("{TOKEN_PREFIX}.{tenant}.{session}.{secret}")
+    }
+}
+
+fn new_secret() -> Result<String, SessionError> {
+    let mut bytes = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| SessionError::Randomness(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn hash_secret(secret: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two hashes without an early exit.
+fn same_hash(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+pub struct SessionService {
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SessionService {
+    pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
+        Self { table, clock }
+    }
+
+    /// Opens a session for `user`, who has just proven who they are, and audits the
+    /// sign-in (`method`: `password`, `totp`, `recoveryCode`, `sso`).
+    pub async fn open(
+        &self,
+        user: &User,
+        method: &str,
+        request: &RequestInfo,
+    ) -> Result<Issued, SessionError> {
+        let now = self.clock.now();
+        let secret = new_secret()?;
+        let record = SessionRecord {
+            id: SessionId::generate(),
+            tenant_id: user.tenant_id,
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + Duration::days(SESSION_LIFETIME_DAYS),
+            refreshed_at: now,
+            secret_hash: hash_secret(&secret),
+            rotated: Vec::new(),
+            revoked_at: None,
+            revoked_reason: None,
+            user_agent: request.user_agent.clone(),
+        };
+        let audit = AuditEvent::change(
+            &actor_of(user, request),
+            now,
+            "auth.signed_in",
+            format!("user:{}", user.id),
+            None,
+            Some(serde_json::json!({ "method": method, "session": record.id })),
+        );
+        self.table
+            .transact_write(vec![
+                WriteOp::Put {
+                    item: record_item(&record)?,
+                    condition: Condition::NotExists,
+                },
+                audit.write_op(),
+            ])
+            .await?;
+        Ok(Issued {
+            session: record.id,
+            refresh_token: RefreshToken::format(user.tenant_id, record.id, &secret),
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// Trades a refresh token for the next one. A token the session already rotated
+    /// away from revokes the session ([`SessionError::Reused`]).
+    pub async fn refresh(
+        &self,
+        token: &str,
+        request: &RequestInfo,
+    ) -> Result<Refreshed, SessionError> {
+        let token = RefreshToken::parse(token).ok_or(SessionError::Invalid)?;
+        let now = self.clock.now();
+        let (session, user) = self.read(token.tenant, token.session, None).await?;
+        let (Some((mut record, version)), Some(user)) = (session, user) else {
+            return Err(SessionError::Invalid);
+        };
+        if record.user_id != user.user.id || !record.live_at(now, &user) {
+            return Err(SessionError::Invalid);
+        }
+        let presented = hash_secret(&token.secret);
+        if !same_hash(&presented, &record.secret_hash) {
+            if record.rotated.iter().any(|old| same_hash(old, &presented)) {
+                self.revoke_reused(&record, &user.user, request).await?;
+                return Err(SessionError::Reused);
+            }
+            return Err(SessionError::Invalid);
+        }
+        let secret = new_secret()?;
+        let previous = std::mem::replace(&mut record.secret_hash, hash_secret(&secret));
+        record.rotated.push(previous);
+        if record.rotated.len() > REMEMBERED_SECRETS {
+            record.rotated.remove(0);
+        }
+        record.refreshed_at = now;
+        match self
+            .table
+            .put(record_item(&record)?, Condition::VersionIs(version))
+            .await
+        {
+            Ok(()) => {}
+            // Another refresh with this same token won the race: it is being used twice.
+            Err(StoreError::ConditionFailed) => {
+                self.revoke_reused(&record, &user.user, request).await?;
+                return Err(SessionError::Reused);
+            }
+            Err(other) => return Err(other.into()),
+        }
+        Ok(Refreshed {
+            issued: Issued {
+                session: record.id,
+                refresh_token: RefreshToken::format(record.tenant_id, record.id, &secret),
+                expires_at: record.expires_at,
+            },
+            user: user.user,
+        })
+    }
+
+    /// The caller's role now, if their session is live: what every request checks.
+    pub async fn caller(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        session: SessionId,
+    ) -> Result<Role, SessionError> {
+        let (record, user_record) = self.read(tenant, session, Some(user)).await?;
+        match (record, user_record) {
+            (Some((record, _)), Some(user_record))
+                if record.user_id == user && record.live_at(self.clock.now(), &user_record) =>
+            {
+                Ok(user_record.user.role)
+            }
+            _ => Err(SessionError::Invalid),
+        }
+    }
+
+    /// Ends one session (logout). Ending a session that is over already is no error.
+    pub async fn end(&self, actor: &Actor, session: SessionId) -> Result<(), SessionError> {
+        let now = self.clock.now();
+        let key = keys::session(actor.tenant, session);
+        let Some(item) = self.table.get(&key).await? else {
+            return Ok(());
+        };
+        let record: SessionRecord = from_item(item)?;
+        if record.user_id != actor.user || record.revoked_at.is_some() {
+            return Ok(());
+        }
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "auth.signed_out",
+            format!("user:{}", actor.user),
+            None,
+            Some(serde_json::json!({ "session": session })),
+        );
+        self.table
+            .transact_write(vec![
+                WriteOp::Update(revocation(actor.tenant, session, now, "logout")),
+                audit.write_op(),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of the actor's user that exists now ("sign out everywhere").
+    pub async fn end_all(&self, actor: &Actor) -> Result<(), SessionError> {
+        let now = self.clock.now();
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "auth.signed_out_everywhere",
+            format!("user:{}", actor.user),
+            None,
+            None,
+        );
+        self.table
+            .transact_write(vec![
+                WriteOp::Update(sessions_end(actor.tenant, actor.user, now)),
+                audit.write_op(),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    /// The session and its user; both read at once when the user is known.
+    async fn read(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+        user: Option<UserId>,
+    ) -> Result<(Option<(SessionRecord, u64)>, Option<UserRecord>), SessionError> {
+        let session_key = keys::session(tenant, session);
+        let (session_item, user_item) = match user {
+            Some(user) => {
+                let user_key = keys::user(tenant, user);
+                let (session_item, user_item) =
+                    tokio::try_join!(self.table.get(&session_key), self.table.get(&user_key))?;
+                (session_item, Some(user_item))
+            }
+            None => (self.table.get(&session_key).await?, None),
+        };
+        let Some(session_item) = session_item else {
+            return Ok((None, None));
+        };
+        let version = session_item.version;
+        let record: SessionRecord = from_item(session_item)?;
+        let user_item = match user_item {
+            Some(item) => item,
+            None => self.table.get(&keys::user(tenant, record.user_id)).await?,
+        };
+        let user = user_item.map(from_item::<UserRecord>).transpose()?;
+        Ok((Some((record, version)), user))
+    }
+
+    async fn revoke_reused(
+        &self,
+        record: &SessionRecord,
+        user: &User,
+        request: &RequestInfo,
+    ) -> Result<(), SessionError> {
+        let now = self.clock.now();
+        let mut audit = AuditEvent::change(
+            &actor_of(user, request),
+            now,
+            "auth.refresh_token_reused",
+            format!("user:{}", user.id),
+            None,
+            Some(serde_json::json!({ "session": record.id, "revoked": true })),
+        );
+        audit.outcome = "denied".to_owned();
+        tracing::warn!(tenant = %record.tenant_id, session = %record.id, "refresh token reused; session revoked");
+        self.table
+            .transact_write(vec![
+                WriteOp::Update(revocation(record.tenant_id, record.id, now, "reused")),
+                audit.write_op(),
+            ])
+            .await?;
+        Ok(())
+    }
+}
+
+/// The update that ends every session of `user` opened before `now`; part of a
+/// password change too.
+pub(crate) fn sessions_end(tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Update {
+    let mut update = Update::new(keys::user(tenant, user));
+    update.set.insert(
+        "sessionsValidFrom".to_owned(),
+        serde_json::Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    );
+    update.condition = Condition::Exists;
+    update
+}
+
+fn revocation(tenant: TenantId, session: SessionId, now: DateTime<Utc>, reason: &str) -> Update {
+    let mut update = Update::new(keys::session(tenant, session));
+    update.set.insert(
+        "revokedAt".to_owned(),
+        serde_json::Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+    );
+    update.set.insert(
+        "revokedReason".to_owned(),
+        serde_json::Value::String(reason.to_owned()),
+    );
+    update.condition = Condition::Exists;
+    update
+}
+
+fn record_item(record: &SessionRecord) -> Result<Item, StoreError> {
+    // Kept a day past its end, then the table's TTL removes it; `live_at` never trusts
+    // the TTL.
+    let ttl = (record.expires_at + Duration::days(1)).timestamp();
+    Ok(Item::new(
+        keys::session(record.tenant_id, record.id),
+        to_attributes(record)?,
+    )
+    .expiring_at(ttl))
+}
+
+fn actor_of(user: &User, request: &RequestInfo) -> Actor {
+    Actor {
+        tenant: user.tenant_id,
+        user: user.id,
+        role: user.role,
+        request: request.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_parse_only_in_their_own_form() {
+        let (tenant, session) = (TenantId::generate(), SessionId::generate());
+        let secret = new_secret().unwrap();
+        let token = RefreshToken::format(tenant, session, &secret);
+        let parsed = RefreshToken::parse(&token).unwrap();
+        assert_eq!((parsed.tenant, parsed.session), (tenant, session));
+        assert_eq!(parsed.secret, secret);
+        for bad in [
+            String::new(),
+            token.replace("ldr1", "ldr2"),
+            format!("{token}.x"),
+            token[..token.len() - 1].to_owned(),
+            // An access token (a JWT) is three dot-separated parts, never four.
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln".to_owned(),
+        ] {
+            assert!(RefreshToken::parse(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_random_and_only_their_hash_is_kept() {
+        let (a, b) = (new_secret().unwrap(), new_secret().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_ne!(hash_secret(&a), a);
+        assert!(same_hash(&hash_secret(&a), &hash_secret(&a)));
+        assert!(!same_hash(&hash_secret(&a), &hash_secret(&b)));
+    }
+}
