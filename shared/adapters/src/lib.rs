@@ -1,7 +1,8 @@
 //! Adapters for the domain ports: the AWS implementations used in Lambda (feature `aws`)
 //! and the embedded ones the local runner uses (feature `embedded`), the HTTP clients
 //! of the public rate sources (feature `feeds`), and the OpenID Connect relying party
-//! for single sign-on (feature `oidc`).
+//! for single sign-on (feature `oidc`). Both mailers send the same MIME message,
+//! written in `mime`.
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -11,5 +12,7 @@ pub mod embedded;
 pub mod feeds;
 #[cfg(feature = "oidc")]
 pub mod oidc;
+#[cfg(any(feature = "aws", feature = "embedded"))]
+mod mime;
 #[cfg(any(feature = "aws", feature = "embedded"))]
 mod rules;
