@@ -250,8 +250,8 @@ async fn roles_decide_who_may_write() {
     let path = format!("/contracts/{}", created["id"].as_str().unwrap());
 
     for role in Role::ALL {
-        let token = app.token_with_role(&owner, role);
-        let may_write = role != Role::Viewer;
+        let token = app.token_with_role(&owner, role).await;
+        let may_write = role.allows(domain::access::Permission::WriteContracts);
         let read = app.authed(&token, Method::GET, &path).send().await.unwrap();
         assert_eq!(read.status(), StatusCode::OK, "{role} reads");
         let list = app

@@ -254,7 +254,9 @@ OK-1;Volvofinans Bank AB;Duplicate;vehicle;2025-01-01;2027-12-31;5 000,00;SEK;mo
         error_codes(&body),
         [("dryRun".to_owned(), "invalid_choice".to_owned())]
     );
-    let viewer = app.token_with_role(&owner, domain::access::Role::Viewer);
+    let viewer = app
+        .token_with_role(&owner, domain::access::Role::Viewer)
+        .await;
     let response = import(&app, &viewer, "?dryRun=true", ENGLISH.into()).await;
     problem(response, StatusCode::FORBIDDEN).await;
 }

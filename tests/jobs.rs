@@ -331,7 +331,7 @@ async fn a_job_is_its_organizations_and_needs_the_import_permission() {
         problem(response, StatusCode::NOT_FOUND).await;
     }
 
-    let viewer = app.token_with_role(&owner, Role::Viewer);
+    let viewer = app.token_with_role(&owner, Role::Viewer).await;
     for (method, path) in [
         (Method::GET, location.clone()),
         (Method::POST, format!("{location}/start")),
@@ -340,7 +340,7 @@ async fn a_job_is_its_organizations_and_needs_the_import_permission() {
         let response = app.authed(&viewer, method, &path).send().await.unwrap();
         problem(response, StatusCode::FORBIDDEN).await;
     }
-    let editor = app.token_with_role(&owner, Role::Editor);
+    let editor = app.token_with_role(&owner, Role::Editor).await;
     app.get_json(&editor, &location).await;
 
     let response = app

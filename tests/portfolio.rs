@@ -588,7 +588,7 @@ async fn the_figures_move_to_the_next_day_and_follow_the_settings() {
     // Everyone in the organization reads the dashboard; only owners and admins
     // rebuild it or change its settings.
     for role in [Role::Admin, Role::Editor, Role::Viewer] {
-        let token = app.token_with_role(&owner, role);
+        let token = app.token_with_role(&owner, role).await;
         app.get_json(&token, "/portfolio").await;
         let recompute = app
             .authed(&token, Method::POST, "/portfolio/recompute")

@@ -198,7 +198,7 @@ async fn a_poll_fills_the_series_and_the_api_serves_them() {
     problem(response, StatusCode::NOT_FOUND).await;
 
     // Only owners and admins poll on demand; every role reads.
-    let viewer = app.token_with_role(&owner, Role::Viewer);
+    let viewer = app.token_with_role(&owner, Role::Viewer).await;
     let response = app
         .authed(&viewer, Method::POST, "/rates/refresh")
         .send()

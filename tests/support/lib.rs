@@ -1,7 +1,6 @@
 //! Helpers for the end-to-end tests: a local runner on a free port over a fresh data
 //! folder, and a client that speaks to it as a browser would.
 
-use api::{AccessTokens, TokenSettings};
 use domain::access::Role;
 use domain::clock::{Clock, FixedClock};
 use domain::ids::{TenantId, UserId};
@@ -115,24 +114,52 @@ impl TestApp {
         body["accessToken"].as_str().expect("token").to_owned()
     }
 
-    /// A valid token for another role in the same organization, signed with the local
-    /// key, as the invite flow of a later release would produce.
-    pub fn token_with_role(&self, account: &Account, role: Role) -> String {
-        let secret = std::fs::read(self.data.path().join("jwt-signing-key")).expect("key");
-        let tokens = AccessTokens::new(
-            &secret,
-            TokenSettings {
-                issuer: leasedesk::LOCAL_ISSUER.into(),
-                audience: leasedesk::AUDIENCE.into(),
-                access_ttl: chrono::Duration::minutes(15),
-            },
-            self.clock.clone(),
+    /// A new member of `owner`'s organization with `role`, invited and joined through
+    /// the API (the invitation read from the local outbox): their access token.
+    pub async fn token_with_role(&self, owner: &Account, role: Role) -> String {
+        let n = next();
+        let email = format!("member{n}-{}@nordlysfleet.se", std::process::id());
+        let response = self
+            .authed(&owner.token, Method::POST, "/members/invitations")
+            .json(&json!({"email": email, "role": role}))
+            .send()
+            .await
+            .expect("invitation sent");
+        assert_eq!(response.status(), StatusCode::CREATED, "invitation");
+        let token = self.invitation_token(&email).await;
+        let response = self
+            .request(Method::POST, "/auth/invitations/accept")
+            .json(&json!({"token": token, "name": "Erik Berg", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("acceptance sent");
+        assert_eq!(response.status(), StatusCode::CREATED, "acceptance");
+        let body: Value = response.json().await.expect("tokens");
+        body["accessToken"].as_str().expect("token").to_owned()
+    }
+
+    /// The mails the local stack sent to `to`, oldest first.
+    pub async fn mails_to(&self, to: &str) -> Vec<adapters::embedded::ReceivedMail> {
+        let outbox = adapters::embedded::Outbox::open(
+            &self.data.path().join("outbox"),
+            domain::mail::Sender::new(
+                domain::accounts::Email::parse("reader@leasedesk.localhost").expect("address"),
+                None,
+            )
+            .expect("sender"),
         )
-        .expect("tokens");
-        tokens
-            .issue(UserId::generate(), account.tenant, role)
-            .expect("token")
-            .token
+        .expect("outbox");
+        outbox
+            .messages_to(&domain::accounts::Email::parse(to).expect("address"))
+            .await
+            .expect("outbox read")
+    }
+
+    /// The token of the last invitation mailed to `email`, from its link.
+    pub async fn invitation_token(&self, email: &str) -> String {
+        let mails = self.mails_to(email).await;
+        let mail = mails.last().expect("an invitation mail");
+        link_token(&mail.text, "#token=")
     }
 
     pub fn authed(&self, token: &str, method: Method, path: &str) -> RequestBuilder {
@@ -293,4 +320,13 @@ pub fn ecb_xml(days: &[(&str, &[(&str, &str)])]) -> String {
 <Cube>{cubes}</Cube>
 </gesmes:Envelope>"#
     )
+}
+
+/// The token a mailed link carries after `marker`, up to the end of the link.
+pub fn link_token(text: &str, marker: &str) -> String {
+    let start = text.find(marker).expect("a link with a token") + marker.len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect()
 }

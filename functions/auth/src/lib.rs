@@ -1,42 +1,60 @@
-//! The auth function: sign-up of an organization with its owner, login with e-mail and
-//! password for a short-lived access token, and the caller's profile.
+//! The auth function: sign-up of an organization with its owner, sign-in and sessions
+//! (`sessions`), and the caller's profile.
+
+mod members;
+mod sessions;
 
 use api::caller::Origin;
 use api::openapi::CommonParts;
-use api::{AccessTokens, ApiError, Caller, JsonBody};
+use api::{ApiError, Authenticator, Caller, JsonBody};
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use domain::access::{Permission, Role};
 use domain::accounts::{AccountService, SignUpRequest, User};
 use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
+use domain::mail::Mailer;
+use domain::members::MemberService;
 use domain::organization::Organization;
 use domain::store::Table;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};
 
 #[derive(Clone)]
 pub struct AuthState {
     accounts: Arc<AccountService>,
-    tokens: Arc<AccessTokens>,
+    members: Arc<MemberService>,
+    auth: Arc<Authenticator>,
+    mailer: Arc<dyn Mailer>,
+    /// Where the web app lives: mailed links point there.
+    app_url: Arc<str>,
 }
 
 impl AuthState {
-    pub fn new(table: Arc<dyn Table>, tokens: Arc<AccessTokens>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        table: Arc<dyn Table>,
+        auth: Arc<Authenticator>,
+        clock: Arc<dyn Clock>,
+        mailer: Arc<dyn Mailer>,
+        app_url: &str,
+    ) -> Self {
         Self {
-            accounts: Arc::new(AccountService::new(table, clock)),
-            tokens,
+            accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
+            members: Arc::new(MemberService::new(table, clock)),
+            auth,
+            mailer,
+            app_url: app_url.trim_end_matches('/').into(),
         }
     }
 }
 
-impl FromRef<AuthState> for Arc<AccessTokens> {
+impl FromRef<AuthState> for Arc<Authenticator> {
     fn from_ref(state: &AuthState) -> Self {
-        state.tokens.clone()
+        state.auth.clone()
     }
 }
 
@@ -44,44 +62,67 @@ impl FromRef<AuthState> for Arc<AccessTokens> {
 pub fn router(state: AuthState) -> Router {
     Router::new()
         .route("/auth/signup", post(sign_up))
-        .route("/auth/login", post(log_in))
+        .route("/auth/login", post(sessions::log_in))
+        .route("/auth/refresh", post(sessions::refresh))
+        .route("/auth/logout", post(sessions::log_out))
+        .route(
+            "/auth/logout-everywhere",
+            post(sessions::log_out_everywhere),
+        )
         .route("/me", get(me))
+        .route("/me/password", post(sessions::change_password))
+        .route("/members", get(members::list))
+        .route("/members/invitations", post(members::invite))
+        .route(
+            "/members/{id}",
+            patch(members::change_role).delete(members::remove),
+        )
+        .route("/auth/invitations/accept", post(members::accept))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(sign_up, log_in, me),
-    components(schemas(SignUpRequest, LoginRequest, TokenResponse, Profile, UserView, OrganizationView, Role)),
+    paths(
+        sign_up,
+        sessions::log_in,
+        sessions::refresh,
+        sessions::log_out,
+        sessions::log_out_everywhere,
+        me,
+        sessions::change_password,
+        members::list,
+        members::invite,
+        members::accept,
+        members::change_role,
+        members::remove
+    ),
+    components(schemas(
+        SignUpRequest,
+        sessions::LoginRequest,
+        sessions::RefreshRequest,
+        sessions::PasswordChange,
+        sessions::TokenResponse,
+        members::InvitationRequest,
+        members::RoleChange,
+        domain::members::Invitation,
+        domain::members::Acceptance,
+        Profile,
+        UserView,
+        OrganizationView,
+        Role
+    )),
     modifiers(&CommonParts),
-    tags((name = "auth", description = "Sign-up, login and the caller's profile"))
+    tags(
+        (name = "auth", description = "Sign-up, sign-in, sessions and the caller's profile"),
+        (name = "members", description = "Who belongs to the organization, and their roles")
+    )
 )]
 struct AuthApi;
 
 /// The API description of this function's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     AuthApi::openapi()
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LoginRequest {
-    #[schema(example = "anna.lind@nordlysfleet.se")]
-    pub email: String,
-    #[schema(format = "password")]
-    pub password: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenResponse {
-    /// Send as `Authorization: Bearer <accessToken>`.
-    pub access_token: String,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the token expires.
-    #[schema(example = 900)]
-    pub expires_in: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -111,15 +152,21 @@ pub struct Profile {
     pub organization: OrganizationView,
 }
 
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            name: user.name,
+            email: user.email.as_str().to_owned(),
+            role: user.role,
+        }
+    }
+}
+
 impl Profile {
     fn new(user: User, organization: Organization) -> Self {
         Self {
-            user: UserView {
-                id: user.id,
-                name: user.name,
-                email: user.email.as_str().to_owned(),
-                role: user.role,
-            },
+            user: UserView::from(user),
             organization: OrganizationView {
                 id: organization.id,
                 name: organization.name,
@@ -153,42 +200,6 @@ async fn sign_up(
         StatusCode::CREATED,
         [(header::LOCATION, HeaderValue::from_static("/me"))],
         Json(Profile::new(user, organization)),
-    )
-        .into_response())
-}
-
-/// Exchange e-mail and password for an access token.
-#[utoipa::path(
-    post,
-    path = "/auth/login",
-    tag = "auth",
-    request_body = LoginRequest,
-    responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
-        (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)",
-            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
-    )
-)]
-async fn log_in(
-    State(state): State<AuthState>,
-    body: JsonBody<LoginRequest>,
-) -> Result<Response, ApiError> {
-    let user = state
-        .accounts
-        .log_in(&body.value.email, &body.value.password)
-        .await?;
-    let issued = state
-        .tokens
-        .issue(user.id, user.tenant_id, user.role)
-        .map_err(ApiError::internal)?;
-    Ok((
-        // Tokens must not be cached by anything between us and the client (RFC 6749 §5.1).
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Json(TokenResponse {
-            access_token: issued.token,
-            token_type: "Bearer",
-            expires_in: issued.expires_in,
-        }),
     )
         .into_response())
 }

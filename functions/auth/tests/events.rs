@@ -2,15 +2,16 @@
 //! router exactly as Lambda would hand them over.
 
 use api::lambda::app;
-use api::lambda::testing::{send_event, tokens};
+use api::lambda::testing::{authenticator, send_event};
 use axum::http::StatusCode;
 use domain::clock::{Clock, FixedClock};
 use std::sync::Arc;
 
 fn router(data: &std::path::Path) -> axum::Router {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
-    let table = Arc::new(adapters::embedded::SqliteTable::open(&data.join("t.sqlite3")).unwrap());
-    let state = auth::AuthState::new(table, tokens(clock.clone()), clock);
+    let table: Arc<dyn domain::store::Table> =
+        Arc::new(adapters::embedded::SqliteTable::open(&data.join("t.sqlite3")).unwrap());
+    let state = auth::AuthState::new(table.clone(), authenticator(table, clock.clone()), clock);
     app(api::service(auth::router(state)))
 }
 

@@ -19,7 +19,7 @@ pub mod aws_env;
 
 use api::openapi::CommonParts;
 use api::problem::{InvalidValue, ProblemDocument};
-use api::{AccessTokens, ApiError, Caller, IfMatch, JsonBody, etag};
+use api::{ApiError, Authenticator, Caller, IfMatch, JsonBody, etag};
 use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,21 +49,21 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 pub struct ContractsState {
     contracts: Arc<ContractService>,
     portfolio: Arc<PortfolioService>,
-    tokens: Arc<AccessTokens>,
+    auth: Arc<Authenticator>,
     jobs: Arc<JobService>,
     /// Where large imports go; without them a large body is refused (413).
     imports: Option<ImportPorts>,
 }
 
 impl ContractsState {
-    pub fn new(table: Arc<dyn Table>, tokens: Arc<AccessTokens>, clock: Arc<dyn Clock>) -> Self {
-        Self::with_portfolio_defaults(table, tokens, clock, PortfolioService::standard_defaults())
+    pub fn new(table: Arc<dyn Table>, auth: Arc<Authenticator>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_portfolio_defaults(table, auth, clock, PortfolioService::standard_defaults())
     }
 
     /// `defaults`: the dashboard settings of an organization that has not chosen its own.
     pub fn with_portfolio_defaults(
         table: Arc<dyn Table>,
-        tokens: Arc<AccessTokens>,
+        auth: Arc<Authenticator>,
         clock: Arc<dyn Clock>,
         defaults: PortfolioSettings,
     ) -> Self {
@@ -71,7 +71,7 @@ impl ContractsState {
             contracts: Arc::new(ContractService::new(table.clone(), clock.clone())),
             jobs: Arc::new(JobService::new(table.clone(), clock.clone())),
             portfolio: Arc::new(PortfolioService::new(table, clock, defaults)),
-            tokens,
+            auth,
             imports: None,
         }
     }
@@ -96,9 +96,9 @@ impl ContractsState {
     }
 }
 
-impl FromRef<ContractsState> for Arc<AccessTokens> {
+impl FromRef<ContractsState> for Arc<Authenticator> {
     fn from_ref(state: &ContractsState) -> Self {
-        state.tokens.clone()
+        state.auth.clone()
     }
 }
 

@@ -2,7 +2,7 @@
 //! real router exactly as Lambda would hand them over.
 
 use api::lambda::app;
-use api::lambda::testing::{send_event, tokens};
+use api::lambda::testing::{authenticator, owner_token, send_event};
 use axum::http::StatusCode;
 use domain::access::Role;
 use domain::clock::FixedClock;
@@ -20,17 +20,14 @@ struct Harness {
     _data: tempfile::TempDir,
 }
 
-fn harness() -> Harness {
+async fn harness() -> Harness {
     let data = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table: Arc<dyn Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
-    let tokens = tokens(clock.clone());
-    let token = tokens
-        .issue(UserId::generate(), TenantId::generate(), Role::Admin)
-        .unwrap()
-        .token;
-    let state = contracts::ContractsState::new(table.clone(), tokens, clock.clone());
+    let auth = authenticator(table.clone(), clock.clone());
+    let (token, _) = owner_token(&auth, table.clone(), clock.clone()).await;
+    let state = contracts::ContractsState::new(table.clone(), auth, clock.clone());
     Harness {
         router: app(api::service(contracts::router(state))),
         token,
@@ -52,7 +49,7 @@ async fn send(
 
 #[tokio::test]
 async fn every_contract_event() {
-    let harness = harness();
+    let harness = harness().await;
 
     let (status, headers, created) = send(&harness, "create.json", &[]).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -105,7 +102,7 @@ async fn every_contract_event() {
 
 #[tokio::test]
 async fn the_import_the_dashboard_and_the_nightly_roll() {
-    let harness = harness();
+    let harness = harness().await;
 
     // The dashboard before any contract: empty, and registered for the nightly roll.
     let (status, _, dashboard) = send(&harness, "portfolio.json", &[]).await;

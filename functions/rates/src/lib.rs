@@ -7,7 +7,7 @@ pub mod lambda;
 
 use api::openapi::CommonParts;
 use api::problem::{InvalidValue, ProblemDocument};
-use api::{AccessTokens, ApiError, Caller};
+use api::{ApiError, Authenticator, Caller};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,18 +26,18 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 #[derive(Clone)]
 pub struct RatesState {
     rates: Arc<RateService>,
-    tokens: Arc<AccessTokens>,
+    auth: Arc<Authenticator>,
 }
 
 impl RatesState {
-    pub fn new(rates: Arc<RateService>, tokens: Arc<AccessTokens>) -> Self {
-        Self { rates, tokens }
+    pub fn new(rates: Arc<RateService>, auth: Arc<Authenticator>) -> Self {
+        Self { rates, auth }
     }
 }
 
-impl FromRef<RatesState> for Arc<AccessTokens> {
+impl FromRef<RatesState> for Arc<Authenticator> {
     fn from_ref(state: &RatesState) -> Self {
-        state.tokens.clone()
+        state.auth.clone()
     }
 }
 

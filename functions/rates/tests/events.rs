@@ -2,7 +2,7 @@
 //! Gateway's — go through the real handlers, with the rate sources on loopback.
 
 use api::lambda::app;
-use api::lambda::testing::{send_event, tokens};
+use api::lambda::testing::{authenticator, owner_token, send_event};
 use axum::http::StatusCode;
 use domain::access::Role;
 use domain::clock::{Clock, FixedClock};
@@ -51,7 +51,7 @@ struct Harness {
     _data: tempfile::TempDir,
 }
 
-fn harness(server: &MockServer) -> Harness {
+async fn harness(server: &MockServer) -> Harness {
     let data = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table =
@@ -65,15 +65,13 @@ fn harness(server: &MockServer) -> Harness {
         ..Default::default()
     })
     .unwrap();
-    let service = Arc::new(RateService::new(table, clock.clone(), feeds));
-    let tokens = tokens(clock);
-    let token = tokens
-        .issue(UserId::generate(), TenantId::generate(), Role::Admin)
-        .unwrap()
-        .token;
+    let table: Arc<dyn domain::store::Table> = table;
+    let service = Arc::new(RateService::new(table.clone(), clock.clone(), feeds));
+    let auth = authenticator(table.clone(), clock.clone());
+    let (token, _) = owner_token(&auth, table, clock).await;
     let router = app(api::service(rates::router(rates::RatesState::new(
         service.clone(),
-        tokens,
+        auth,
     ))));
     Harness {
         service,
@@ -96,7 +94,7 @@ async fn send(harness: &Harness, name: &str) -> (StatusCode, Value) {
 #[tokio::test]
 async fn the_schedule_event_polls_and_emits_staleness_metrics() {
     let server = sources().await;
-    let harness = harness(&server);
+    let harness = harness(&server).await;
     let file = format!(
         "{}/../../events/rates/schedule.json",
         env!("CARGO_MANIFEST_DIR")
@@ -123,7 +121,7 @@ async fn the_schedule_event_polls_and_emits_staleness_metrics() {
 #[tokio::test]
 async fn every_rates_event() {
     let server = sources().await;
-    let harness = harness(&server);
+    let harness = harness(&server).await;
 
     let (status, report) = send(&harness, "refresh.json").await;
     assert_eq!(status, StatusCode::OK, "{report}");

@@ -4,16 +4,19 @@
 //! handlers, same code paths as in Lambda.
 
 use anyhow::Context;
-use api::{AccessTokens, ClientIp, TokenSettings};
+use api::{AccessTokens, Authenticator, ClientIp, TokenSettings};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use domain::accounts::Email;
 use domain::clock::{Clock, SystemClock};
+use domain::mail::{Mailer, Sender};
 use domain::portfolio::PortfolioService;
 use domain::queue::{Queue, ReceiveRequest};
 use domain::rates::RateService;
 use domain::rates::feed::RateFeed;
+use domain::sessions::SessionService;
 use domain::store::Table;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +60,9 @@ impl Config {
         self
     }
 }
+
+/// Who the local stack's mails come from.
+pub const LOCAL_MAIL_FROM: &str = "no-reply@leasedesk.localhost";
 
 /// The name of the import queue in `queue.sqlite3`, and of its dead-letter queue.
 pub const IMPORT_QUEUE: &str = "imports";
@@ -106,7 +112,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         clock.clone(),
         config.feeds.clone(),
     ));
-    let tokens = Arc::new(AccessTokens::new(
+    let tokens = AccessTokens::new(
         &secret,
         TokenSettings {
             issuer: LOCAL_ISSUER.into(),
@@ -114,19 +120,35 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             access_ttl: config.access_token_ttl,
         },
         clock.clone(),
-    )?);
+    )?;
+    let auth = Arc::new(Authenticator::new(
+        tokens,
+        SessionService::new(table.clone(), clock.clone()),
+    ));
+
+    // Mail goes into a maildir folder: open `outbox/new/*.eml` in any mail program.
+    let sender = Sender::new(
+        Email::parse(LOCAL_MAIL_FROM).map_err(|_| anyhow::anyhow!("the sender address"))?,
+        Some("Leasedesk"),
+    )?;
+    let outbox: Arc<dyn Mailer> = Arc::new(
+        adapters::embedded::Outbox::open(&config.data_dir.join("outbox"), sender)
+            .context("opening the mail outbox")?,
+    );
 
     let routes = Router::new()
         .merge(auth::router(auth::AuthState::new(
             table.clone(),
-            tokens.clone(),
+            auth.clone(),
             clock.clone(),
+            outbox,
+            &config.public_url,
         )))
         .merge(contracts::router(
-            contracts::ContractsState::new(table.clone(), tokens.clone(), clock.clone())
+            contracts::ContractsState::new(table.clone(), auth.clone(), clock.clone())
                 .with_import_jobs(blobs.clone(), import_queue.clone()),
         ))
-        .merge(rates::router(rates::RatesState::new(rates.clone(), tokens)))
+        .merge(rates::router(rates::RatesState::new(rates.clone(), auth)))
         .merge(apidoc::router());
     // The presigned upload and download URLs. Their handler reads the body with its own
     // limit, so the API's 64 KiB limit for extracted bodies does not apply to them.

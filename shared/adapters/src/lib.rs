@@ -10,9 +10,9 @@ pub mod aws;
 pub mod embedded;
 #[cfg(feature = "feeds")]
 pub mod feeds;
-#[cfg(feature = "oidc")]
-pub mod oidc;
 #[cfg(any(feature = "aws", feature = "embedded"))]
 mod mime;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 #[cfg(any(feature = "aws", feature = "embedded"))]
 mod rules;

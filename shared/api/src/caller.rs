@@ -1,13 +1,16 @@
-//! Who is calling: the verified access token, and where the request came from.
+//! Who is calling: the verified access token and its live session, and where the
+//! request came from.
 
 use crate::problem::ApiError;
 use crate::tokens::AccessTokens;
+
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use domain::access::{Permission, Role};
 use domain::audit::{Actor, RequestInfo};
-use domain::ids::{TenantId, UserId};
+use domain::ids::{SessionId, TenantId, UserId};
+use domain::sessions::{SessionError, SessionService};
 use std::sync::Arc;
 
 /// The client's address, put on each request by whatever received it (the local
@@ -15,13 +18,68 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub String);
 
-/// An authenticated caller. Tenant and user come only from the verified token.
+/// An authenticated caller. Tenant, user and session come only from the verified token;
+/// the role is the one in force now, read with the session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub tenant: TenantId,
     pub user: UserId,
+    pub session: SessionId,
     pub role: Role,
     pub request: RequestInfo,
+}
+
+/// Turns a bearer token into a [`Caller`]: the signature, type and expiry of the access
+/// token, then its session and user in the store, so a logout, a sign-out everywhere, a
+/// new role or a removal counts from the very next request.
+pub struct Authenticator {
+    tokens: AccessTokens,
+    sessions: SessionService,
+}
+
+impl Authenticator {
+    pub fn new(tokens: AccessTokens, sessions: SessionService) -> Self {
+        Self { tokens, sessions }
+    }
+
+    pub fn tokens(&self) -> &AccessTokens {
+        &self.tokens
+    }
+
+    pub fn sessions(&self) -> &SessionService {
+        &self.sessions
+    }
+
+    /// The caller of a request with these parts.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Caller, ApiError> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized {
+            token_present: false,
+        })?;
+        let rejected = || ApiError::Unauthorized {
+            token_present: true,
+        };
+        let claims = self.tokens.verify(token).map_err(|error| {
+            tracing::debug!(%error, "access token rejected");
+            rejected()
+        })?;
+        let session = claims.sid.ok_or_else(rejected)?;
+        let role = match self.sessions.caller(claims.tid, claims.sub, session).await {
+            Ok(role) => role,
+            Err(SessionError::Store(error)) => return Err(error.into()),
+            Err(_) => {
+                tracing::debug!("access token of a session that is over");
+                return Err(rejected());
+            }
+        };
+        tracing::Span::current().record("tenant_id", tracing::field::display(claims.tid));
+        Ok(Caller {
+            tenant: claims.tid,
+            user: claims.sub,
+            session,
+            role,
+            request: request_info(parts),
+        })
+    }
 }
 
 impl Caller {
@@ -47,28 +105,20 @@ impl Caller {
 impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
-    Arc<AccessTokens>: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let tokens = Arc::<AccessTokens>::from_ref(state);
-        let token = bearer_token(parts).ok_or(ApiError::Unauthorized {
-            token_present: false,
-        })?;
-        let claims = tokens.verify(token).map_err(|error| {
-            tracing::debug!(%error, "access token rejected");
-            ApiError::Unauthorized {
-                token_present: true,
-            }
-        })?;
-        tracing::Span::current().record("tenant_id", tracing::field::display(claims.tid));
-        Ok(Caller {
-            tenant: claims.tid,
-            user: claims.sub,
-            role: claims.role,
-            request: request_info(parts),
-        })
+        // The access guard authenticated this request already.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let caller = Arc::<Authenticator>::from_ref(state)
+            .authenticate(parts)
+            .await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
     }
 }
 

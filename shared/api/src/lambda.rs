@@ -54,7 +54,8 @@ pub struct Environment {
     /// The AWS SDK configuration, loaded once, for any further clients the function needs.
     pub aws: adapters::aws::SdkConfig,
     pub table: std::sync::Arc<dyn domain::store::Table>,
-    pub tokens: std::sync::Arc<crate::AccessTokens>,
+    /// Access tokens and sessions: who each request's caller is.
+    pub auth: std::sync::Arc<crate::Authenticator>,
     pub clock: std::sync::Arc<dyn domain::clock::Clock>,
 }
 
@@ -112,10 +113,12 @@ impl Environment {
         let clock: std::sync::Arc<dyn domain::clock::Clock> =
             std::sync::Arc::new(domain::clock::SystemClock);
         let tokens = crate::AccessTokens::new(secret.as_bytes(), settings, clock.clone())?;
+        let table = table_from_env(&config)?;
+        let sessions = domain::sessions::SessionService::new(table.clone(), clock.clone());
         Ok(Self {
-            table: table_from_env(&config)?,
+            table,
             aws: config,
-            tokens: std::sync::Arc::new(tokens),
+            auth: std::sync::Arc::new(crate::Authenticator::new(tokens, sessions)),
             clock,
         })
     }
@@ -125,28 +128,70 @@ impl Environment {
 /// sample event through a router and read the answer.
 pub mod testing {
     use super::request_from_event;
-    use crate::{AccessTokens, TokenSettings};
+    use crate::{AccessTokens, Authenticator, TokenSettings};
     use axum::Router;
     use axum::body::to_bytes;
     use axum::http::{HeaderMap, StatusCode};
+    use domain::accounts::AccountService;
     use domain::clock::Clock;
+    use domain::ids::TenantId;
+    use domain::sessions::SessionService;
+    use domain::store::Table;
     use std::sync::Arc;
     use tower::ServiceExt;
 
-    /// Access tokens as the deployed functions issue them (issuer, audience, 15 minutes).
-    pub fn tokens(clock: Arc<dyn Clock>) -> Arc<AccessTokens> {
-        Arc::new(
-            AccessTokens::new(
-                b"handler-test-secret-handler-test-secret",
-                TokenSettings {
-                    issuer: "https://api.leasedesk.se".into(),
-                    audience: "leasedesk-api".into(),
-                    access_ttl: chrono::Duration::minutes(15),
-                },
-                clock,
-            )
-            .unwrap_or_else(|e| panic!("test tokens: {e}")),
+    /// Access tokens as the deployed functions issue them (issuer, audience, 15 minutes),
+    /// with sessions in `table`.
+    pub fn authenticator(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Arc<Authenticator> {
+        let tokens = AccessTokens::new(
+            b"handler-test-secret-handler-test-secret",
+            TokenSettings {
+                issuer: "https://api.leasedesk.se".into(),
+                audience: "leasedesk-api".into(),
+                access_ttl: chrono::Duration::minutes(15),
+            },
+            clock.clone(),
         )
+        .unwrap_or_else(|e| panic!("test tokens: {e}"));
+        Arc::new(Authenticator::new(
+            tokens,
+            SessionService::new(table, clock),
+        ))
+    }
+
+    /// Signs up an organization in `table` and signs its owner in: an access token and
+    /// the organization.
+    pub async fn owner_token(
+        auth: &Authenticator,
+        table: Arc<dyn Table>,
+        clock: Arc<dyn Clock>,
+    ) -> (String, TenantId) {
+        let accounts = AccountService::new(table, clock);
+        let (organization, user) = accounts
+            .sign_up(
+                serde_json::from_value(serde_json::json!({
+                    "organizationName": "Handler Test AB",
+                    "organizationNumber": "556074-3089",
+                    "name": "Anna Lind",
+                    "email": "anna.lind@handlertest.se",
+                    "password": "Vinterljus-over-Kiruna-2026",
+                }))
+                .unwrap_or_else(|e| panic!("sign-up: {e}")),
+                Default::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("sign-up: {e}"));
+        let session = auth
+            .sessions()
+            .open(&user, "password", &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("session: {e}"));
+        let token = auth
+            .tokens()
+            .issue(user.id, organization.id, user.role, session.session)
+            .unwrap_or_else(|e| panic!("token: {e}"))
+            .token;
+        (token, organization.id)
     }
 
     /// Sends the event at `events/<path>` (placeholders filled) through `router`, which

@@ -14,7 +14,7 @@ pub mod problem;
 pub mod telemetry;
 pub mod tokens;
 
-pub use caller::{Caller, ClientIp, Origin};
+pub use caller::{Authenticator, Caller, ClientIp, Origin};
 pub use conditional::{IfMatch, etag};
 pub use json::JsonBody;
 pub use problem::ApiError;

@@ -105,6 +105,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("concurrent change")]
     ConcurrentChange,
+    #[error("the invitation is not valid")]
+    InvitationInvalid,
+    #[error("the last owner")]
+    LastOwner,
+    #[error("the mail could not be sent")]
+    MailUnavailable,
     #[error("no schedule: {0}")]
     NoSchedule(String),
     #[error("no exchange rate {from}/{to} on or before {date}")]
@@ -155,6 +161,9 @@ impl ApiError {
             PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, "precondition-required"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
             ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
+            InvitationInvalid => (StatusCode::GONE, "invitation-invalid"),
+            LastOwner => (StatusCode::CONFLICT, "last-owner"),
+            MailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "mail-unavailable"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
             NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
             InvalidFile { .. } => (StatusCode::BAD_REQUEST, "invalid-file"),
@@ -456,6 +465,22 @@ impl From<RatesError> for ApiError {
                 },
             )]),
             RatesError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<domain::members::MemberError> for ApiError {
+    fn from(error: domain::members::MemberError) -> Self {
+        use domain::members::MemberError;
+        match error {
+            MemberError::Forbidden(role) => ApiError::Forbidden(role),
+            MemberError::Invalid(errors) => AccountError::Invalid(errors).into(),
+            MemberError::InvitationInvalid => ApiError::InvitationInvalid,
+            MemberError::NotFound => ApiError::NotFound,
+            MemberError::LastOwner => ApiError::LastOwner,
+            MemberError::Contention => ApiError::ConcurrentChange,
+            MemberError::Internal(cause) => ApiError::internal(cause),
+            MemberError::Store(error) => error.into(),
         }
     }
 }

@@ -1,21 +1,27 @@
-//! Access tokens: short-lived HS256 JWTs that carry who the caller is.
+//! Access tokens and 2FA-pending tokens: short-lived HS256 JWTs that carry who the
+//! caller is.
 //!
-//! Verification requires and checks `iss`, `aud`, `sub`, `exp`, and the token type, so
-//! a token of another type (refresh, 2FA-pending, invite) can never stand in for an
-//! access token.
+//! Verification requires and checks `iss`, `aud`, `sub`, `exp`, and the token type
+//! (`typ`), so one type never stands in for another: an access token names its session
+//! (`sid`) and opens every route that wants a caller; a 2FA-pending token says only that
+//! the password was right, and only the 2FA verification accepts it. Refresh, invite and
+//! reset tokens are not JWTs at all but opaque strings of their own forms, checked
+//! against the store.
 
 use domain::access::Role;
 use domain::clock::Clock;
-use domain::ids::{TenantId, UserId};
+use domain::ids::{SessionId, TenantId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The kinds of token we issue. Only `access` exists so far.
+/// The kinds of JWT we issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TokenType {
     Access,
+    /// The password was right; a second factor is still due.
+    TwoFactorPending,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,8 +31,12 @@ pub struct AccessClaims {
     pub sub: UserId,
     /// The organization (tenant).
     pub tid: TenantId,
+    /// The role at issue; informational only, as every request reads the role in force.
     pub role: Role,
     pub typ: TokenType,
+    /// The session an access token belongs to; absent in a 2FA-pending token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<SessionId>,
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
@@ -65,6 +75,9 @@ pub struct AccessTokens {
     clock: Arc<dyn Clock>,
 }
 
+/// How long a 2FA-pending token lasts: time to open the authenticator app.
+const PENDING_TTL_SECONDS: i64 = 300;
+
 /// Seconds of clock skew tolerated between issuer and verifier.
 const LEEWAY_SECONDS: i64 = 30;
 
@@ -101,21 +114,53 @@ impl AccessTokens {
         &self.settings
     }
 
+    /// An access token for `user` in `session`.
     pub fn issue(
         &self,
         user: UserId,
         tenant: TenantId,
         role: Role,
+        session: SessionId,
+    ) -> Result<IssuedToken, TokenError> {
+        let ttl = self.settings.access_ttl.num_seconds();
+        self.sign(user, tenant, role, TokenType::Access, Some(session), ttl)
+    }
+
+    /// A 2FA-pending token: the password was right, the second factor is due.
+    pub fn issue_pending(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+    ) -> Result<IssuedToken, TokenError> {
+        self.sign(
+            user,
+            tenant,
+            role,
+            TokenType::TwoFactorPending,
+            None,
+            PENDING_TTL_SECONDS,
+        )
+    }
+
+    fn sign(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+        typ: TokenType,
+        sid: Option<SessionId>,
+        expires_in: i64,
     ) -> Result<IssuedToken, TokenError> {
         let now = self.clock.now();
-        let expires_in = self.settings.access_ttl.num_seconds();
         let claims = AccessClaims {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
             sub: user,
             tid: tenant,
             role,
-            typ: TokenType::Access,
+            typ,
+            sid,
             iat: now.timestamp(),
             exp: now.timestamp() + expires_in,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -125,12 +170,26 @@ impl AccessTokens {
         Ok(IssuedToken { token, expires_in })
     }
 
+    /// The claims of an access token (with its session), or why not.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let claims = self.verify_type(token, TokenType::Access)?;
+        if claims.sid.is_none() {
+            return Err(TokenError::Rejected("no session".into()));
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a 2FA-pending token, or why not.
+    pub fn verify_pending(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.verify_type(token, TokenType::TwoFactorPending)
+    }
+
+    fn verify_type(&self, token: &str, expected: TokenType) -> Result<AccessClaims, TokenError> {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| TokenError::Rejected(e.to_string()))?;
         let claims = data.claims;
-        if claims.typ != TokenType::Access {
-            return Err(TokenError::Rejected("not an access token".into()));
+        if claims.typ != expected {
+            return Err(TokenError::Rejected("a token of another type".into()));
         }
         let now = self.clock.now().timestamp();
         if claims.exp + LEEWAY_SECONDS <= now {
@@ -181,13 +240,15 @@ mod tests {
     fn round_trip() {
         let t = tokens("https://iss", "aud", SECRET);
         let (user, tenant) = (UserId::generate(), TenantId::generate());
-        let issued = t.issue(user, tenant, Role::Editor).unwrap();
+        let session = SessionId::generate();
+        let issued = t.issue(user, tenant, Role::Editor, session).unwrap();
         assert_eq!(issued.expires_in, 900);
         let claims = t.verify(&issued.token).unwrap();
         assert_eq!(
-            (claims.sub, claims.tid, claims.role),
-            (user, tenant, Role::Editor)
+            (claims.sub, claims.tid, claims.role, claims.sid),
+            (user, tenant, Role::Editor, Some(session))
         );
+        assert!(t.verify_pending(&issued.token).is_err());
     }
 
     #[test]
@@ -195,7 +256,10 @@ mod tests {
         let time = clock();
         let t = tokens_at("https://iss", "aud", SECRET, time.clone());
         let (user, tenant) = (UserId::generate(), TenantId::generate());
-        let token = t.issue(user, tenant, Role::Owner).unwrap().token;
+        let token = t
+            .issue(user, tenant, Role::Owner, SessionId::generate())
+            .unwrap()
+            .token;
         time.advance(chrono::Duration::minutes(15));
         assert!(t.verify(&token).is_ok(), "within the leeway");
         time.advance(chrono::Duration::seconds(30));
@@ -210,11 +274,17 @@ mod tests {
             tokens("https://iss", "other", SECRET),
             tokens("https://iss", "aud", b"another-secret-another-secret-xx"),
         ] {
-            let token = other.issue(user, tenant, Role::Owner).unwrap().token;
+            let token = other
+                .issue(user, tenant, Role::Owner, SessionId::generate())
+                .unwrap()
+                .token;
             assert!(t.verify(&token).is_err());
         }
 
-        let good = t.issue(user, tenant, Role::Viewer).unwrap().token;
+        let good = t
+            .issue(user, tenant, Role::Viewer, SessionId::generate())
+            .unwrap()
+            .token;
         let mut parts: Vec<&str> = good.split('.').collect();
         let forged_claims = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -245,11 +315,13 @@ mod tests {
         let base = serde_json::json!({
             "iss": "https://iss", "aud": "aud", "sub": UserId::generate(),
             "tid": TenantId::generate(), "role": "owner", "typ": "access",
-            "iat": now, "exp": now + 900, "jti": "x"
+            "sid": SessionId::generate(), "iat": now, "exp": now + 900, "jti": "x"
         });
         assert!(t.verify(&sign(base.clone())).is_ok());
         for (field, replacement) in [
             ("typ", Some(serde_json::json!("refresh"))),
+            ("typ", Some(serde_json::json!("twoFactorPending"))),
+            ("sid", None),
             ("typ", None),
             ("exp", None),
             ("sub", None),
@@ -267,5 +339,19 @@ mod tests {
             assert!(t.verify(&sign(claims)).is_err(), "{field}");
         }
         assert!(AccessTokens::new(b"short", t.settings().clone(), clock()).is_err());
+    }
+
+    #[test]
+    fn a_pending_token_is_only_a_pending_token() {
+        let t = tokens("https://iss", "aud", SECRET);
+        let (user, tenant) = (UserId::generate(), TenantId::generate());
+        let pending = t.issue_pending(user, tenant, Role::Admin).unwrap();
+        assert_eq!(pending.expires_in, PENDING_TTL_SECONDS);
+        assert!(t.verify(&pending.token).is_err(), "not an access token");
+        let claims = t.verify_pending(&pending.token).unwrap();
+        assert_eq!(
+            (claims.sub, claims.typ, claims.sid),
+            (user, TokenType::TwoFactorPending, None)
+        );
     }
 }

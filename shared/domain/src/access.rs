@@ -15,10 +15,18 @@ pub enum Role {
     Editor,
     /// Reads only.
     Viewer,
+    /// Reads everything, the audit log included; changes nothing.
+    Auditor,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Editor, Role::Viewer];
+    pub const ALL: [Role; 5] = [
+        Role::Owner,
+        Role::Admin,
+        Role::Editor,
+        Role::Viewer,
+        Role::Auditor,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -26,15 +34,20 @@ impl Role {
             Role::Admin => "admin",
             Role::Editor => "editor",
             Role::Viewer => "viewer",
+            Role::Auditor => "auditor",
         }
     }
 
+    /// The permission matrix: every route and service check asks this one function.
     pub fn allows(self, permission: Permission) -> bool {
         use Permission::*;
         match permission {
-            ReadProfile | ReadContracts | ReadRates => true,
+            ReadProfile | ReadContracts | ReadRates | ReadMembers => true,
             WriteContracts => matches!(self, Role::Owner | Role::Admin | Role::Editor),
-            RefreshRates | AdministerPortfolio => matches!(self, Role::Owner | Role::Admin),
+            ReadAuditLog => matches!(self, Role::Owner | Role::Admin | Role::Auditor),
+            RefreshRates | AdministerPortfolio | ManageMembers => {
+                matches!(self, Role::Owner | Role::Admin)
+            }
         }
     }
 }
@@ -72,17 +85,40 @@ pub enum Permission {
     RefreshRates,
     /// The dashboard's settings, and rebuilding its figures.
     AdministerPortfolio,
+    /// Who belongs to the organization, and their roles.
+    ReadMembers,
+    /// Inviting members, changing their roles, removing them (only owners touch owners).
+    ManageMembers,
+    /// The audit log and its export.
+    ReadAuditLog,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ReadProfile,
         Permission::ReadContracts,
         Permission::WriteContracts,
         Permission::ReadRates,
         Permission::RefreshRates,
         Permission::AdministerPortfolio,
+        Permission::ReadMembers,
+        Permission::ManageMembers,
+        Permission::ReadAuditLog,
     ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadProfile => "readProfile",
+            Permission::ReadContracts => "readContracts",
+            Permission::WriteContracts => "writeContracts",
+            Permission::ReadRates => "readRates",
+            Permission::RefreshRates => "refreshRates",
+            Permission::AdministerPortfolio => "administerPortfolio",
+            Permission::ReadMembers => "readMembers",
+            Permission::ManageMembers => "manageMembers",
+            Permission::ReadAuditLog => "readAuditLog",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,8 +132,22 @@ mod tests {
             assert!(role.allows(Permission::ReadContracts));
             assert_eq!(
                 role.allows(Permission::WriteContracts),
-                role != Role::Viewer
+                matches!(role, Role::Owner | Role::Admin | Role::Editor)
             );
+            // The auditor reads everything and changes nothing.
+            if role == Role::Auditor {
+                for permission in Permission::ALL {
+                    let reads = matches!(
+                        permission,
+                        Permission::ReadProfile
+                            | Permission::ReadContracts
+                            | Permission::ReadRates
+                            | Permission::ReadMembers
+                            | Permission::ReadAuditLog
+                    );
+                    assert_eq!(role.allows(permission), reads, "{}", permission.as_str());
+                }
+            }
             assert_eq!(role.as_str().parse(), Ok(role));
         }
         assert!("root".parse::<Role>().is_err());

@@ -97,7 +97,7 @@ impl PasswordPolicy {
 
 /// argon2id with the crate defaults, which are OWASP's recommendation
 /// (m = 19 MiB, t = 2, p = 1).
-fn hash_password(password: &str) -> Result<String, AccountError> {
+pub(crate) fn hash_password(password: &str) -> Result<String, AccountError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -137,6 +137,16 @@ pub(crate) struct UserRecord {
     /// Sessions opened before this are over (sign out everywhere, password change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions_valid_from: Option<DateTime<Utc>>,
+}
+
+impl UserRecord {
+    pub(crate) fn new(user: User, password_hash: String) -> Self {
+        Self {
+            user,
+            password_hash,
+            sessions_valid_from: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -347,6 +357,64 @@ impl AccountService {
             Some(record) if matches => Ok(record.user),
             _ => Err(AccountError::InvalidCredentials),
         }
+    }
+
+    /// Changes the actor's password after checking the current one, and ends every
+    /// session of theirs opened before now (the caller then opens a fresh one).
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        current: &str,
+        new: &str,
+    ) -> Result<(), AccountError> {
+        let Some(item) = self
+            .table
+            .get(&keys::user(actor.tenant, actor.user))
+            .await?
+        else {
+            return Err(AccountError::NotFound);
+        };
+        let record: UserRecord = from_item(item)?;
+        let user_inputs = [record.user.name.as_str(), record.user.email.as_str()];
+        let mut errors = ValidationErrors::new();
+        errors.check("/newPassword", PasswordPolicy::check(new, &user_inputs));
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        let (current, stored_hash) = (current.to_owned(), record.password_hash.clone());
+        let matches = tokio::task::spawn_blocking(move || {
+            current.chars().count() <= PasswordPolicy::MAX_CHARS
+                && password_matches(&current, &stored_hash)
+        })
+        .await
+        .map_err(|e| AccountError::Internal(format!("verification task failed: {e}")))?;
+        if !matches {
+            let mut errors = ValidationErrors::new();
+            errors.add("/currentPassword", FieldIssue::WrongPassword);
+            return Err(errors.into());
+        }
+        let new = new.to_owned();
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&new))
+            .await
+            .map_err(|e| AccountError::Internal(format!("hashing task failed: {e}")))??;
+        let now = self.clock.now();
+        let mut update = crate::sessions::sessions_end(actor.tenant, actor.user, now);
+        update.set.insert(
+            "passwordHash".to_owned(),
+            serde_json::Value::String(password_hash),
+        );
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "auth.password_changed",
+            format!("user:{}", actor.user),
+            None,
+            Some(serde_json::json!({ "otherSessionsEnded": true })),
+        );
+        self.table
+            .transact_write(vec![WriteOp::Update(update), audit.write_op()])
+            .await?;
+        Ok(())
     }
 
     /// The caller and their organization.

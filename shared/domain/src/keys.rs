@@ -10,6 +10,7 @@
 //! | idempotency record  | `T#<tenant>`          | `IDEM#<scope>#<user>#<key>` (TTL)   |                  |                    |
 //! | job (a large import)| `T#<tenant>`          | `JOB#<job>` (TTL 30 days)           |                  |                    |
 //! | sign-in session     | `T#<tenant>`          | `SESSION#<session>` (TTL)           |                  |                    |
+//! | invitation          | `T#<tenant>`          | `INVITE#<invitation>` (TTL)         |                  |                    |
 //! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
 //! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
 //! | rate series         | `RATES`               | `SERIES#<series>`                   |                  |                    |
@@ -35,6 +36,7 @@
 //! - audit trail of an organization, newest last: query prefix `AUDIT#`.
 //! - the caller of each request: get `USER#<user>` and `SESSION#<session>` (role and
 //!   revocation take effect on the next request);
+//! - the members of an organization: query prefix `USER#`;
 //! - one job and its progress (`GET /jobs/{id}`, the import worker): get `JOB#<id>`;
 //! - the rate catalogue: query `RATES` with prefix `SERIES#`;
 //! - a series between two dates, or its latest value on or before a day: query
@@ -65,8 +67,17 @@ pub fn organization(tenant: TenantId) -> Key {
     Key::new(tenant_partition(tenant), ORGANIZATION_SK)
 }
 
+pub const USER_PREFIX: &str = "USER#";
+
 pub fn user(tenant: TenantId, user: UserId) -> Key {
-    Key::new(tenant_partition(tenant), format!("USER#{user}"))
+    Key::new(tenant_partition(tenant), format!("{USER_PREFIX}{user}"))
+}
+
+pub fn invitation(tenant: TenantId, invitation: uuid::Uuid) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("INVITE#{}", invitation.simple()),
+    )
 }
 
 pub fn email_login(normalized_email: &str) -> Key {

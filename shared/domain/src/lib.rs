@@ -14,6 +14,7 @@ pub mod input;
 pub mod jobs;
 pub mod keys;
 pub mod mail;
+pub mod members;
 pub mod money;
 pub mod organization;
 pub mod portfolio;

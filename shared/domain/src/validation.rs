@@ -10,12 +10,20 @@ use std::fmt;
 pub enum FieldIssue {
     Required,
     Blank,
-    TooShort { min: usize },
-    TooLong { max: usize },
-    InvalidType { expected: String },
+    TooShort {
+        min: usize,
+    },
+    TooLong {
+        max: usize,
+    },
+    InvalidType {
+        expected: String,
+    },
     UnknownField,
     NotNullable,
-    InvalidChoice { allowed: &'static [&'static str] },
+    InvalidChoice {
+        allowed: &'static [&'static str],
+    },
     InvalidDate,
     EndNotAfterStart,
     BeforeStart,
@@ -24,14 +32,24 @@ pub enum FieldIssue {
     UnknownCurrency,
     CurrencyMismatch,
     InvalidDecimal,
-    OutOfRange { min: String, max: String },
-    TooPrecise { max_decimals: u32 },
+    OutOfRange {
+        min: String,
+        max: String,
+    },
+    TooPrecise {
+        max_decimals: u32,
+    },
     InvalidOrganizationNumber,
     InvalidEmail,
     WeakPassword,
+    /// The current password given to confirm a change is not the user's.
+    WrongPassword,
     ControlCharacters,
     AlreadyInUse,
-    InvalidInteger { min: i64, max: i64 },
+    InvalidInteger {
+        min: i64,
+        max: i64,
+    },
     InvalidCursor,
     InvalidHeader,
     UnknownSeries,
@@ -63,6 +81,7 @@ impl FieldIssue {
             FieldIssue::InvalidOrganizationNumber => "invalid_organization_number",
             FieldIssue::InvalidEmail => "invalid_email",
             FieldIssue::WeakPassword => "weak_password",
+            FieldIssue::WrongPassword => "wrong_password",
             FieldIssue::ControlCharacters => "control_characters",
             FieldIssue::AlreadyInUse => "already_in_use",
             FieldIssue::InvalidInteger { .. } => "invalid_integer",

@@ -1,0 +1,240 @@
+//! Signing in and staying signed in: login for an access token and a refresh token,
+//! refresh (rotating), logout, sign out everywhere, and a password change that ends the
+//! other sessions. See `domain::sessions` for how sessions are kept.
+
+use crate::AuthState;
+use api::caller::Origin;
+use api::{ApiError, Caller, JsonBody};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use domain::access::Permission;
+use domain::accounts::User;
+use domain::audit::RequestInfo;
+use domain::sessions::{Issued, SessionError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    #[schema(example = "anna.lind@nordlysfleet.se")]
+    pub email: String,
+    #[schema(format = "password")]
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    /// The refresh token of the last sign-in or refresh; each is good for one use.
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChange {
+    #[schema(format = "password")]
+    pub current_password: String,
+    /// 12 to 256 characters; common and easily guessed passwords are refused.
+    #[schema(min_length = 12, max_length = 256, format = "password")]
+    pub new_password: String,
+}
+
+/// A signed-in session's tokens.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: i64,
+    /// For `POST /auth/refresh` when the access token expires. Single use: each refresh
+    /// returns the next one, and using one twice ends the session.
+    pub refresh_token: String,
+    /// When the session ends however often it is refreshed.
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// The tokens of `user`'s session `issued`, not to be cached (RFC 6749 §5.1).
+pub(crate) fn tokens_response(
+    state: &AuthState,
+    user: &User,
+    issued: Issued,
+) -> Result<Response, ApiError> {
+    let access = state
+        .auth
+        .tokens()
+        .issue(user.id, user.tenant_id, user.role, issued.session)
+        .map_err(ApiError::internal)?;
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(TokenResponse {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+            refresh_token: issued.refresh_token,
+            refresh_expires_at: issued.expires_at,
+        }),
+    )
+        .into_response())
+}
+
+/// Opens a session for `user` and answers with its tokens.
+pub(crate) async fn open_session(
+    state: &AuthState,
+    user: &User,
+    method: &str,
+    request: &RequestInfo,
+) -> Result<Response, ApiError> {
+    let issued = state
+        .auth
+        .sessions()
+        .open(user, method, request)
+        .await
+        .map_err(session_error)?;
+    tokens_response(state, user, issued)
+}
+
+fn session_error(error: SessionError) -> ApiError {
+    match error {
+        SessionError::Invalid | SessionError::Reused => ApiError::Unauthorized {
+            token_present: true,
+        },
+        SessionError::Store(store) => store.into(),
+        SessionError::Randomness(reason) => ApiError::internal(reason),
+    }
+}
+
+/// Exchange e-mail and password for an access token and a refresh token.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn log_in(
+    State(state): State<AuthState>,
+    Origin(origin): Origin,
+    body: JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let user = state
+        .accounts
+        .log_in(&body.value.email, &body.value.password)
+        .await?;
+    open_session(&state, &user, "password", &origin).await
+}
+
+/// Trade a refresh token for new tokens. The refresh token is used up; presenting it
+/// again ends the whole session.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The session's next tokens", body = TokenResponse),
+        (status = 401, description = "Not a valid refresh token, or the session is over",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn refresh(
+    State(state): State<AuthState>,
+    Origin(origin): Origin,
+    body: JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let refreshed = state
+        .auth
+        .sessions()
+        .refresh(&body.value.refresh_token, &origin)
+        .await
+        .map_err(session_error)?;
+    tokens_response(&state, &refreshed.user, refreshed.issued)
+}
+
+/// End the caller's session: its access and refresh tokens stop working at once.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"))
+)]
+pub(crate) async fn log_out(
+    State(state): State<AuthState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ReadProfile)?;
+    state
+        .auth
+        .sessions()
+        .end(&caller.actor(), caller.session)
+        .await
+        .map_err(session_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End every session of the caller, on every device, this one included.
+#[utoipa::path(
+    post,
+    path = "/auth/logout-everywhere",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Signed out everywhere"))
+)]
+pub(crate) async fn log_out_everywhere(
+    State(state): State<AuthState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ReadProfile)?;
+    state
+        .auth
+        .sessions()
+        .end_all(&caller.actor())
+        .await
+        .map_err(session_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the caller's password. Every other session ends; the answer carries the
+/// tokens of a fresh session for this device.
+#[utoipa::path(
+    post,
+    path = "/me/password",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; a new session for this device", body = TokenResponse),
+        (status = 422, description = "The current password is wrong, or the new one is weak",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn change_password(
+    State(state): State<AuthState>,
+    caller: Caller,
+    body: JsonBody<PasswordChange>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadProfile)?;
+    let actor = caller.actor();
+    state
+        .accounts
+        .change_password(
+            &actor,
+            &body.value.current_password,
+            &body.value.new_password,
+        )
+        .await?;
+    let (user, _) = state.accounts.profile(caller.tenant, caller.user).await?;
+    open_session(&state, &user, "passwordChange", &caller.request).await
+}

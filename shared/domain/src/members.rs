@@ -1,0 +1,485 @@
+//! The members of an organization: invitations by e-mail, roles, and removal.
+//!
+//! - An **invitation** (`T#<tenant>` / `INVITE#<id>`) names an e-mail address and a role
+//!   and is accepted once, within [`INVITE_DAYS`], through the link mailed to the
+//!   address: `ldi1.<tenant>.<invite>.<secret>`, of which only the secret's SHA-256 is
+//!   stored. Accepting creates the user with the invited role and signs them in.
+//! - **Roles** change, and members go, on their very next request: every request reads
+//!   the user (`sessions::SessionService::caller`), and a removed user has no record.
+//! - Owners and admins manage members; only an owner makes or unmakes an owner, and the
+//!   last owner can be neither demoted nor removed. Every change to the owners bumps the
+//!   organization's version, so two owners demoting each other at once cannot both win.
+
+use crate::access::{Permission, Role};
+use crate::accounts::{Email, PasswordPolicy, User, UserRecord, hash_password};
+use crate::audit::{Actor, AuditEvent};
+use crate::clock::Clock;
+use crate::ids::{TenantId, UserId};
+use crate::keys;
+use crate::store::{
+    Condition, Item, Query, StoreError, Table, WriteOp, from_item, query_all, to_attributes,
+};
+use crate::validation::{FieldIssue, ValidationErrors, text};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// How long an invitation link works.
+pub const INVITE_DAYS: i64 = 7;
+const TOKEN_PREFIX: &str = "ldi1";
+
+/// An invitation as stored and shown to admins (never with its secret).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invitation {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(value_type = String, format = "email")]
+    pub email: Email,
+    pub role: Role,
+    pub invited_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InvitationRecord {
+    #[serde(flatten)]
+    invitation: Invitation,
+    secret_hash: String,
+}
+
+/// A new invitation and the link token to mail; the token is shown nowhere else.
+pub struct Invited {
+    pub invitation: Invitation,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Invited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invited")
+            .field("invitation", &self.invitation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an invited person sends to join.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Acceptance {
+    /// The token from the invitation link.
+    pub token: String,
+    #[schema(example = "Erik Berg", max_length = 200)]
+    pub name: String,
+    /// 12 to 256 characters; common and easily guessed passwords are refused.
+    #[schema(min_length = 12, max_length = 256, format = "password")]
+    pub password: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error("the role {0} may not do this")]
+    Forbidden(Role),
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// Unknown, used, expired or withdrawn: the same answer for all.
+    #[error("the invitation is not valid")]
+    InvitationInvalid,
+    #[error("no such member")]
+    NotFound,
+    #[error("an organization keeps at least one owner")]
+    LastOwner,
+    #[error("the organization changed meanwhile; retry")]
+    Contention,
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct MemberService {
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemberService {
+    pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
+        Self { table, clock }
+    }
+
+    /// Invites `email` to join as `role` (owners and admins; only owners invite owners).
+    pub async fn invite(
+        &self,
+        actor: &Actor,
+        email: &str,
+        role: Role,
+    ) -> Result<Invited, MemberError> {
+        require(actor, Permission::ManageMembers)?;
+        if role == Role::Owner && actor.role != Role::Owner {
+            return Err(MemberError::Forbidden(actor.role));
+        }
+        let email = Email::parse(email).map_err(|issue| {
+            let mut errors = ValidationErrors::new();
+            errors.add("/email", issue);
+            MemberError::Invalid(errors)
+        })?;
+        let now = self.clock.now();
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| MemberError::Internal(e.to_string()))?;
+        let secret = URL_SAFE_NO_PAD.encode(secret);
+        let invitation = Invitation {
+            id: uuid::Uuid::now_v7(),
+            email,
+            role,
+            invited_by: actor.user,
+            created_at: now,
+            expires_at: now + Duration::days(INVITE_DAYS),
+            accepted_at: None,
+        };
+        let record = InvitationRecord {
+            invitation: invitation.clone(),
+            secret_hash: hash(&secret),
+        };
+        let audit = AuditEvent::change(
+            actor,
+            now,
+            "member.invited",
+            format!("invitation:{}", invitation.id),
+            None,
+            Some(serde_json::json!({ "email": invitation.email, "role": role })),
+        );
+        self.table
+            .transact_write(vec![
+                WriteOp::Put {
+                    item: invitation_item(actor.tenant, &record)?,
+                    condition: Condition::NotExists,
+                },
+                audit.write_op(),
+            ])
+            .await?;
+        Ok(Invited {
+            token: format!(
+                "{TOKEN_PREFIX}.{}.{}.{secret}",
+                actor.tenant,
+                invitation.id.simple()
+            ),
+            invitation,
+        })
+    }
+
+    /// Withdraws an invitation whose mail could not be sent, so no link works that
+    /// nobody received.
+    pub async fn withdraw(
+        &self,
+        tenant: TenantId,
+        invitation: uuid::Uuid,
+    ) -> Result<(), MemberError> {
+        self.table
+            .delete(&keys::invitation(tenant, invitation), Condition::None)
+            .await?;
+        Ok(())
+    }
+
+    /// Joins the organization of the invitation `acceptance.token` names: creates the
+    /// user with the invited role. The invitation is used up.
+    pub async fn accept(&self, acceptance: Acceptance) -> Result<User, MemberError> {
+        let (tenant, id, secret) =
+            parse_token(&acceptance.token).ok_or(MemberError::InvitationInvalid)?;
+        let now = self.clock.now();
+        let key = keys::invitation(tenant, id);
+        let Some(item) = self.table.get(&key).await? else {
+            return Err(MemberError::InvitationInvalid);
+        };
+        let version = item.version;
+        let mut record: InvitationRecord = from_item(item)?;
+        let matches: bool = {
+            use subtle::ConstantTimeEq;
+            hash(&secret)
+                .as_bytes()
+                .ct_eq(record.secret_hash.as_bytes())
+                .into()
+        };
+        if !matches
+            || record.invitation.accepted_at.is_some()
+            || now >= record.invitation.expires_at
+        {
+            return Err(MemberError::InvitationInvalid);
+        }
+
+        let mut errors = ValidationErrors::new();
+        let name = errors.check("/name", text(&acceptance.name, 200, false));
+        let email = record.invitation.email.clone();
+        errors.check(
+            "/password",
+            PasswordPolicy::check(&acceptance.password, &[&acceptance.name, email.as_str()]),
+        );
+        let Some(name) = name else {
+            return Err(errors.into());
+        };
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        let password = acceptance.password;
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| MemberError::Internal(format!("hashing task failed: {e}")))?
+            .map_err(|e| MemberError::Internal(e.to_string()))?;
+
+        let user = User {
+            id: UserId::generate(),
+            tenant_id: tenant,
+            name,
+            email: email.clone(),
+            role: record.invitation.role,
+            created_at: now,
+        };
+        record.invitation.accepted_at = Some(now);
+        let actor = Actor {
+            tenant,
+            user: user.id,
+            role: user.role,
+            request: Default::default(),
+        };
+        let audit = AuditEvent::change(
+            &actor,
+            now,
+            "member.joined",
+            format!("user:{}", user.id),
+            None,
+            Some(serde_json::json!({
+                "invitation": record.invitation.id,
+                "email": user.email,
+                "role": user.role,
+            })),
+        );
+        let ops = vec![
+            WriteOp::Put {
+                item: invitation_item(tenant, &record)?,
+                condition: Condition::VersionIs(version),
+            },
+            WriteOp::Put {
+                item: Item::new(
+                    keys::email_login(email.as_str()),
+                    to_attributes(&serde_json::json!({ "tenantId": tenant, "userId": user.id }))?,
+                ),
+                condition: Condition::NotExists,
+            },
+            WriteOp::Put {
+                item: Item::new(
+                    keys::user(tenant, user.id),
+                    to_attributes(&UserRecord::new(user.clone(), password_hash))?,
+                ),
+                condition: Condition::NotExists,
+            },
+            audit.write_op(),
+        ];
+        match self.table.transact_write(ops).await {
+            Ok(()) => Ok(user),
+            Err(StoreError::TransactionCanceled { failed }) if failed.contains(&1) => {
+                let mut errors = ValidationErrors::new();
+                errors.add("/email", FieldIssue::AlreadyInUse);
+                Err(errors.into())
+            }
+            Err(StoreError::TransactionCanceled { .. }) => Err(MemberError::InvitationInvalid),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Every member of the actor's organization, in joining order.
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, MemberError> {
+        require(actor, Permission::ReadMembers)?;
+        Ok(self
+            .records(actor.tenant)
+            .await?
+            .into_iter()
+            .map(|(record, _)| record.user)
+            .collect())
+    }
+
+    /// Gives `member` the role `role`, from their next request on.
+    pub async fn change_role(
+        &self,
+        actor: &Actor,
+        member: UserId,
+        role: Role,
+    ) -> Result<User, MemberError> {
+        require(actor, Permission::ManageMembers)?;
+        self.change_owners(actor, member, |record, now| {
+            let before = record.user.clone();
+            let mut changed = record.clone();
+            changed.user.role = role;
+            let audit = AuditEvent::change(
+                actor,
+                now,
+                "member.role_changed",
+                format!("user:{member}"),
+                Some(serde_json::json!({ "role": before.role })),
+                Some(serde_json::json!({ "role": role })),
+            );
+            Ok((Some(changed), audit, role))
+        })
+        .await
+    }
+
+    /// Removes `member`: their record and login go, and with them every session.
+    pub async fn remove(&self, actor: &Actor, member: UserId) -> Result<User, MemberError> {
+        require(actor, Permission::ManageMembers)?;
+        self.change_owners(actor, member, |record, now| {
+            let audit = AuditEvent::change(
+                actor,
+                now,
+                "member.removed",
+                format!("user:{member}"),
+                Some(serde_json::json!({ "email": record.user.email, "role": record.user.role })),
+                None,
+            );
+            Ok((None, audit, record.user.role))
+        })
+        .await
+    }
+
+    /// Applies `change` to `member` (a new record, or `None` to remove them) under the
+    /// rules about owners, guarded by the organization's version.
+    async fn change_owners(
+        &self,
+        actor: &Actor,
+        member: UserId,
+        change: impl Fn(
+            &UserRecord,
+            DateTime<Utc>,
+        ) -> Result<(Option<UserRecord>, AuditEvent, Role), MemberError>,
+    ) -> Result<User, MemberError> {
+        for _ in 0..5 {
+            let organization_key = keys::organization(actor.tenant);
+            let Some(organization) = self.table.get(&organization_key).await? else {
+                return Err(MemberError::NotFound);
+            };
+            let records = self.records(actor.tenant).await?;
+            let Some((record, version)) = records
+                .iter()
+                .find(|(record, _)| record.user.id == member)
+                .cloned()
+            else {
+                return Err(MemberError::NotFound);
+            };
+            let now = self.clock.now();
+            let (changed, audit, new_role) = change(&record, now)?;
+            let touches_owner = record.user.role == Role::Owner || new_role == Role::Owner;
+            if touches_owner && actor.role != Role::Owner {
+                return Err(MemberError::Forbidden(actor.role));
+            }
+            let owners = records
+                .iter()
+                .filter(|(record, _)| record.user.role == Role::Owner)
+                .count();
+            let stays_owner = changed
+                .as_ref()
+                .is_some_and(|changed| changed.user.role == Role::Owner);
+            if record.user.role == Role::Owner && !stays_owner && owners <= 1 {
+                return Err(MemberError::LastOwner);
+            }
+            let mut ops = vec![
+                // Bumps the organization's version: the owners counted above still hold.
+                WriteOp::Put {
+                    item: Item::new(organization_key, organization.attributes.clone()),
+                    condition: Condition::VersionIs(organization.version),
+                },
+                audit.write_op(),
+            ];
+            let user_key = keys::user(actor.tenant, member);
+            match &changed {
+                Some(changed) => ops.push(WriteOp::Put {
+                    item: Item::new(user_key, to_attributes(changed)?),
+                    condition: Condition::VersionIs(version),
+                }),
+                None => {
+                    ops.push(WriteOp::Delete {
+                        key: user_key,
+                        condition: Condition::VersionIs(version),
+                    });
+                    ops.push(WriteOp::Delete {
+                        key: keys::email_login(record.user.email.as_str()),
+                        condition: Condition::None,
+                    });
+                }
+            }
+            match self.table.transact_write(ops).await {
+                Ok(()) => return Ok(changed.map_or(record.user, |changed| changed.user)),
+                Err(StoreError::TransactionCanceled { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(MemberError::Contention)
+    }
+
+    async fn records(&self, tenant: TenantId) -> Result<Vec<(UserRecord, u64)>, MemberError> {
+        let query = Query::partition(keys::tenant_partition(tenant))
+            .begins_with(keys::USER_PREFIX)
+            .limit(1000);
+        query_all(self.table.as_ref(), query)
+            .await?
+            .into_iter()
+            .map(|item| {
+                let version = item.version;
+                Ok((from_item::<UserRecord>(item)?, version))
+            })
+            .collect()
+    }
+}
+
+fn require(actor: &Actor, permission: Permission) -> Result<(), MemberError> {
+    if actor.role.allows(permission) {
+        Ok(())
+    } else {
+        Err(MemberError::Forbidden(actor.role))
+    }
+}
+
+fn hash(secret: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn parse_token(token: &str) -> Option<(TenantId, uuid::Uuid, String)> {
+    let mut parts = token.trim().split('.');
+    let (prefix, tenant, id, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if prefix != TOKEN_PREFIX || parts.next().is_some() || secret.len() != 43 {
+        return None;
+    }
+    let id = uuid::Uuid::try_parse(id).ok()?;
+    Some((tenant.parse().ok()?, id, secret.to_owned()))
+}
+
+fn invitation_item(tenant: TenantId, record: &InvitationRecord) -> Result<Item, StoreError> {
+    // The table forgets it a month after it expires; `accept` never trusts the TTL.
+    let ttl = (record.invitation.expires_at + Duration::days(30)).timestamp();
+    Ok(Item::new(
+        keys::invitation(tenant, record.invitation.id),
+        to_attributes(record)?,
+    )
+    .expiring_at(ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invitation_tokens_parse_only_in_their_own_form() {
+        let tenant = TenantId::generate();
+        let id = uuid::Uuid::now_v7();
+        let secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let token = format!("{TOKEN_PREFIX}.{tenant}.{}.{secret}", id.simple());
+        assert_eq!(parse_token(&token), Some((tenant, id, secret.clone())));
+        // A refresh token has the same shape under another prefix: never an invitation.
+        let refresh = format!("ldr1.{tenant}.{}.{secret}", id.simple());
+        assert_eq!(parse_token(&refresh), None);
+        assert_eq!(parse_token(&format!("{token}.x")), None);
+        assert_eq!(parse_token("eyJhbGciOiJIUzI1NiJ9.e30.c2ln"), None);
+    }
+}
