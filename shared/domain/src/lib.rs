@@ -1,6 +1,6 @@
 //! Leasedesk's domain: the business models and rules, the services that apply them, and
-//! the port traits through which they reach storage, files, queues and the clock. Nothing here knows
-//! about HTTP, Lambda or AWS.
+//! the port traits through which they reach storage, files, queues, mail and the clock.
+//! Nothing here knows about HTTP, Lambda or AWS.
 
 pub mod access;
 pub mod accounts;
@@ -13,6 +13,7 @@ pub mod import;
 pub mod input;
 pub mod jobs;
 pub mod keys;
+pub mod mail;
 pub mod money;
 pub mod organization;
 pub mod portfolio;
