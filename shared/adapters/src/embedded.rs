@@ -14,13 +14,15 @@
 //! Durability: WAL with `synchronous=FULL`, so a write is on disk before it is
 //! acknowledged.
 //!
-//! The embedded queue ([`queue`], its own SQLite file) and blob store ([`blobs`], a
-//! folder) live in submodules.
+//! The embedded queue ([`queue`], its own SQLite file), blob store ([`blobs`], a
+//! folder) and mailer ([`outbox`], a maildir folder) live in submodules.
 
 pub mod blobs;
+pub mod outbox;
 pub mod queue;
 
 pub use blobs::{FolderBlobs, blob_routes};
+pub use outbox::{Outbox, ReceivedMail};
 pub use queue::{DeadLetter, SqliteQueue};
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! Test support: one `moto_server` per test binary (DynamoDB, Secrets Manager, S3 and SQS on
-//! loopback), SDK clients pointed at it, fresh tables and unique keys.
+//! Test support: one `moto_server` per test binary (DynamoDB, Secrets Manager, S3, SQS
+//! and SES on loopback), SDK clients pointed at it, fresh tables and unique keys.
 //!
 //! Finding moto: `$MOTO_SERVER`, else `moto_server` on `$PATH`, else
 //! `<workspace>/.venv/bin/moto_server`. A missing moto fails the test with install
@@ -42,9 +42,9 @@ pub fn moto() -> &'static Moto {
 
 fn install_hint(looked_at: &str) -> String {
     format!(
-        "moto_server is needed for the DynamoDB tests and was not found ({looked_at}).\n\
-         Install it with:  pip install 'moto[server,dynamodb,secretsmanager,s3,sqs]'\n\
-         or into the workspace:  python3 -m venv .venv && .venv/bin/pip install 'moto[server,dynamodb,secretsmanager,s3,sqs]'\n\
+        "moto_server is needed for the tests against AWS peers and was not found ({looked_at}).\n\
+         Install it with:  pip install 'moto[server,dynamodb,secretsmanager,s3,sqs,ses]'\n\
+         or into the workspace:  python3 -m venv .venv && .venv/bin/pip install 'moto[server,dynamodb,secretsmanager,s3,sqs,ses]'\n\
          or point MOTO_SERVER at the binary."
     )
 }
@@ -301,6 +301,31 @@ pub fn sqs_client() -> aws_sdk_sqs::Client {
         .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
         .build();
     aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// An SES (v2) client for the shared moto.
+#[cfg(feature = "aws")]
+pub fn sesv2_client() -> aws_sdk_sesv2::Client {
+    aws_sdk_sesv2::Client::from_conf(sesv2_config(&moto().endpoint).build())
+}
+
+/// An SES (v2) client for `endpoint` that does not retry, so a test of an unreachable
+/// endpoint fails at once rather than after the SDK's back-off.
+#[cfg(feature = "aws")]
+pub fn sesv2_client_without_retries(endpoint: &str) -> aws_sdk_sesv2::Client {
+    use aws_sdk_sesv2::config::retry::RetryConfig;
+    let config = sesv2_config(endpoint).retry_config(RetryConfig::disabled());
+    aws_sdk_sesv2::Client::from_conf(config.build())
+}
+
+#[cfg(feature = "aws")]
+fn sesv2_config(endpoint: &str) -> aws_sdk_sesv2::config::Builder {
+    use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_sesv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
 }
 
 /// A name for a bucket or queue that no other test uses (lower case, digits, dashes).
