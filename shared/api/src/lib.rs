@@ -1,6 +1,7 @@
 //! HTTP plumbing every Leasedesk function shares: problem+json errors in eight
 //! languages, strict JSON bodies, access tokens and the caller, conditional requests,
-//! cursors, the API description's common parts, tracing, and the Lambda entry point.
+//! cursors, the API description's common parts, tracing, the Lambda entry point, and
+//! the mails users receive, in the same eight languages.
 
 pub mod caller;
 pub mod conditional;
@@ -9,6 +10,7 @@ pub mod i18n;
 pub mod json;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod mail;
 pub mod openapi;
 pub mod problem;
 pub mod telemetry;
