@@ -34,7 +34,9 @@ impl Role {
         match permission {
             ReadProfile | ReadContracts | ReadRates => true,
             WriteContracts => matches!(self, Role::Owner | Role::Admin | Role::Editor),
-            RefreshRates | AdministerPortfolio => matches!(self, Role::Owner | Role::Admin),
+            RefreshRates | AdministerPortfolio | ReadAuditLog => {
+                matches!(self, Role::Owner | Role::Admin)
+            }
         }
     }
 }
@@ -72,16 +74,19 @@ pub enum Permission {
     RefreshRates,
     /// The dashboard's settings, and rebuilding its figures.
     AdministerPortfolio,
+    /// The organization's audit trail: reading and exporting it.
+    ReadAuditLog,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::ReadProfile,
         Permission::ReadContracts,
         Permission::WriteContracts,
         Permission::ReadRates,
         Permission::RefreshRates,
         Permission::AdministerPortfolio,
+        Permission::ReadAuditLog,
     ];
 }
 
