@@ -10,12 +10,20 @@ use std::fmt;
 pub enum FieldIssue {
     Required,
     Blank,
-    TooShort { min: usize },
-    TooLong { max: usize },
-    InvalidType { expected: String },
+    TooShort {
+        min: usize,
+    },
+    TooLong {
+        max: usize,
+    },
+    InvalidType {
+        expected: String,
+    },
     UnknownField,
     NotNullable,
-    InvalidChoice { allowed: &'static [&'static str] },
+    InvalidChoice {
+        allowed: &'static [&'static str],
+    },
     InvalidDate,
     EndNotAfterStart,
     BeforeStart,
@@ -24,18 +32,30 @@ pub enum FieldIssue {
     UnknownCurrency,
     CurrencyMismatch,
     InvalidDecimal,
-    OutOfRange { min: String, max: String },
-    TooPrecise { max_decimals: u32 },
+    OutOfRange {
+        min: String,
+        max: String,
+    },
+    TooPrecise {
+        max_decimals: u32,
+    },
     InvalidOrganizationNumber,
     InvalidEmail,
     WeakPassword,
     ControlCharacters,
     AlreadyInUse,
-    InvalidInteger { min: i64, max: i64 },
+    InvalidInteger {
+        min: i64,
+        max: i64,
+    },
     InvalidCursor,
     InvalidHeader,
     UnknownSeries,
     RateConflict,
+    /// Not an identifier in the form the API hands them out (a lower-case UUID).
+    InvalidId,
+    /// Not a date or an RFC 3339 time from 1970 to 9999.
+    InvalidInstant,
 }
 
 impl FieldIssue {
@@ -70,6 +90,8 @@ impl FieldIssue {
             FieldIssue::InvalidHeader => "invalid_header",
             FieldIssue::UnknownSeries => "unknown_series",
             FieldIssue::RateConflict => "rate_conflict",
+            FieldIssue::InvalidId => "invalid_id",
+            FieldIssue::InvalidInstant => "invalid_instant",
         }
     }
 
