@@ -1,5 +1,8 @@
 //! The auth function: sign-up of an organization with its owner, login with e-mail and
-//! password for a short-lived access token, and the caller's profile.
+//! password for a short-lived access token, and the caller's profile; the
+//! organization's audit trail (`audit`).
+
+mod audit;
 
 use api::caller::Origin;
 use api::openapi::CommonParts;
@@ -11,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::access::{Permission, Role};
 use domain::accounts::{AccountService, SignUpRequest, User};
+use domain::audit_log::AuditLog;
 use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
 use domain::organization::Organization;
@@ -23,11 +27,13 @@ use utoipa::{OpenApi, ToSchema};
 pub struct AuthState {
     accounts: Arc<AccountService>,
     tokens: Arc<AccessTokens>,
+    audit: Arc<AuditLog>,
 }
 
 impl AuthState {
     pub fn new(table: Arc<dyn Table>, tokens: Arc<AccessTokens>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table, clock)),
             tokens,
         }
@@ -42,11 +48,13 @@ impl FromRef<AuthState> for Arc<AccessTokens> {
 
 /// The routes this function serves.
 pub fn router(state: AuthState) -> Router {
+    let audit = audit::routes(state.audit.clone(), state.tokens.clone());
     Router::new()
         .route("/auth/signup", post(sign_up))
         .route("/auth/login", post(log_in))
         .route("/me", get(me))
         .with_state(state)
+        .merge(audit)
 }
 
 #[derive(OpenApi)]
@@ -60,7 +68,9 @@ struct AuthApi;
 
 /// The API description of this function's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    AuthApi::openapi()
+    let mut document = AuthApi::openapi();
+    document.merge(audit::openapi());
+    document
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

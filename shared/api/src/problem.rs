@@ -492,22 +492,24 @@ impl From<AccountError> for ApiError {
     }
 }
 
+/// Errors of fields that are query parameters (`/actor` is the parameter `actor`).
+pub fn parameter_errors(errors: &ValidationErrors) -> Vec<InvalidValue> {
+    errors
+        .errors()
+        .iter()
+        .map(|error| {
+            InvalidValue::parameter(error.pointer.trim_start_matches('/'), error.issue.clone())
+        })
+        .collect()
+}
+
 impl From<AuditLogError> for ApiError {
     fn from(error: AuditLogError) -> Self {
         match error {
             // The audit log's fields are the query parameters of its routes.
-            AuditLogError::Invalid(errors) => ApiError::InvalidParameters(
-                errors
-                    .errors()
-                    .iter()
-                    .map(|error| {
-                        InvalidValue::parameter(
-                            error.pointer.trim_start_matches('/'),
-                            error.issue.clone(),
-                        )
-                    })
-                    .collect(),
-            ),
+            AuditLogError::Invalid(errors) => {
+                ApiError::InvalidParameters(parameter_errors(&errors))
+            }
             AuditLogError::InvalidPosition => {
                 ApiError::InvalidParameters(vec![InvalidValue::parameter(
                     "cursor",

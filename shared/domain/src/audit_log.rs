@@ -264,6 +264,11 @@ impl AuditLog {
         self
     }
 
+    /// Today by the service's clock.
+    pub fn today(&self) -> NaiveDate {
+        self.clock.today()
+    }
+
     /// A page size from a request: a whole number from 1 to [`Self::MAX_PAGE`].
     pub fn page_size(raw: &str) -> Result<usize, FieldIssue> {
         match raw.trim().parse::<usize>() {
@@ -793,7 +798,8 @@ mod tests {
     async fn each_filter_selects_its_events() {
         let trail = trail().await;
         let editor = trail.editor.user;
-        let cases: Vec<(AuditFilterInput, Box<dyn Fn(&AuditEvent) -> bool>)> = vec![
+        type Selects<'a> = Box<dyn Fn(&AuditEvent) -> bool + 'a>;
+        let cases: Vec<(AuditFilterInput, Selects<'_>)> = vec![
             (
                 AuditFilterInput {
                     actor: Some(editor.to_string()),
