@@ -102,6 +102,7 @@ struct PageParams {
 #[utoipa::path(
     get,
     path = "/audit",
+    operation_id = "listAuditEvents",
     tag = "audit",
     security(("bearer" = [])),
     params(FilterParams, PageParams),
@@ -150,6 +151,7 @@ const PRIVATE: HeaderValue = HeaderValue::from_static("private, no-store");
 #[utoipa::path(
     get,
     path = "/audit/export",
+    operation_id = "exportAuditEvents",
     tag = "audit",
     security(("bearer" = [])),
     params(FilterParams),
