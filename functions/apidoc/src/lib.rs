@@ -62,6 +62,8 @@ mod tests {
         assert_eq!(
             paths,
             [
+                "/audit",
+                "/audit/export",
                 "/auth/login",
                 "/auth/signup",
                 "/contracts",
@@ -83,5 +85,14 @@ mod tests {
                 "/rates/{series}/latest"
             ]
         );
+        // Operation ids name operations across the whole document, so they must differ.
+        let mut ids = std::collections::BTreeSet::new();
+        for item in document["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The auth function: sign-up of an organization with its owner, sign-in and sessions
-//! (`sessions`), and the caller's profile.
+//! (`sessions`), members and invitations (`members`), the caller's profile, and the
+//! organization's audit trail (`audit`).
 
+mod audit;
 mod members;
 mod sessions;
 
@@ -14,6 +16,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use domain::access::{Permission, Role};
 use domain::accounts::{AccountService, SignUpRequest, User};
+use domain::audit_log::AuditLog;
 use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
 use domain::mail::Mailer;
@@ -32,6 +35,7 @@ pub struct AuthState {
     mailer: Arc<dyn Mailer>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
+    audit: Arc<AuditLog>,
 }
 
 impl AuthState {
@@ -43,6 +47,7 @@ impl AuthState {
         app_url: &str,
     ) -> Self {
         Self {
+            audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
             members: Arc::new(MemberService::new(table, clock)),
             auth,
@@ -60,6 +65,7 @@ impl FromRef<AuthState> for Arc<Authenticator> {
 
 /// The routes this function serves.
 pub fn router(state: AuthState) -> Router {
+    let audit = audit::routes(state.audit.clone(), state.auth.clone());
     Router::new()
         .route("/auth/signup", post(sign_up))
         .route("/auth/login", post(sessions::log_in))
@@ -79,6 +85,7 @@ pub fn router(state: AuthState) -> Router {
         )
         .route("/auth/invitations/accept", post(members::accept))
         .with_state(state)
+        .merge(audit)
 }
 
 #[derive(OpenApi)]
@@ -122,7 +129,9 @@ struct AuthApi;
 
 /// The API description of this function's routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    AuthApi::openapi()
+    let mut document = AuthApi::openapi();
+    document.merge(audit::openapi());
+    document
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -598,6 +598,44 @@ async fn query_paginates(table: &dyn Table) {
     assert_eq!(pages, 4);
 }
 
+/// The audit trail's reads: newest first, page after page, inside a window of sort keys
+/// that other records of the partition surround; a page resumed from a bare sort key.
+async fn query_pages_backward_within_a_range(table: &dyn Table) {
+    let pk = unique("window");
+    let events: Vec<String> = (0..9)
+        .map(|n| format!("AUDIT#2026-11-21T09:00:0{n}.000000Z#e{n}"))
+        .collect();
+    let mut keys: Vec<&str> = events.iter().map(String::as_str).collect();
+    keys.extend(["AB", "AUDIT#", "CONTRACT#1", "ORG"]);
+    put_all(table, &pk, &keys).await;
+    let window = Query::partition(&pk)
+        .between(
+            "AUDIT#2026-11-21T09:00:02",
+            "AUDIT#2026-11-21T09:00:06.999999Z#~",
+        )
+        .backward();
+    let expected: Vec<&str> = events[2..7].iter().rev().map(String::as_str).collect();
+    for (limit, pages) in [(2, 3), (1, 5), (5, 1), (10, 1)] {
+        let (items, seen) = all_pages(table, window.clone().limit(limit)).await;
+        let got: Vec<&str> = items.iter().map(|item| item.key.sk.as_str()).collect();
+        assert_eq!(got, expected, "limit {limit}");
+        assert_eq!(seen, pages, "limit {limit}");
+    }
+    // A client's cursor carries only the sort key of the last item it saw.
+    let resumed = table
+        .query(window.limit(10).start_after(Some(Cursor {
+            key: Key::new(&pk, &events[4]),
+            index_key: None,
+        })))
+        .await
+        .unwrap();
+    assert_eq!(
+        sort_keys(&resumed),
+        [events[3].as_str(), events[2].as_str()]
+    );
+    assert_eq!(resumed.next, None);
+}
+
 async fn query_gsi1(table: &dyn Table) {
     let pk = unique("gsi-base");
     let index_partition = unique("gsi");
@@ -1032,6 +1070,7 @@ conformance!(
     query_orders_by_utf8_bytes,
     query_between_and_backward,
     query_paginates,
+    query_pages_backward_within_a_range,
     query_gsi1,
     transaction_applies_every_kind_of_op,
     transaction_is_all_or_nothing,

@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::access::Role;
 use domain::accounts::AccountError;
+use domain::audit_log::AuditLogError;
 use domain::contracts::ContractError;
 use domain::jobs::JobError;
 use domain::portfolio::PortfolioError;
@@ -125,6 +126,8 @@ pub enum ApiError {
     InvalidRows(Vec<InvalidValue>),
     #[error("the file has not been uploaded")]
     UploadMissing,
+    #[error("an export holds at most {max} rows")]
+    ExportTooLarge { max: usize },
     #[error("service unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -169,6 +172,7 @@ impl ApiError {
             InvalidFile { .. } => (StatusCode::BAD_REQUEST, "invalid-file"),
             InvalidRows(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rows"),
             UploadMissing => (StatusCode::CONFLICT, "upload-missing"),
+            ExportTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "export-too-large"),
             Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         };
@@ -181,6 +185,7 @@ impl ApiError {
             MethodNotAllowed(method) => vec![("method", method.clone())],
             InvalidFile { reason } => vec![("reason", reason.clone())],
             InvalidRows(errors) => vec![("count", errors.len().to_string())],
+            ExportTooLarge { max } => vec![("max", max.to_string())],
             NoRate { from, to, date } => vec![
                 ("from", from.clone()),
                 ("to", to.clone()),
@@ -509,5 +514,85 @@ impl From<AccountError> for ApiError {
             AccountError::Store(error) => error.into(),
             AccountError::Internal(cause) => ApiError::internal(cause),
         }
+    }
+}
+
+/// Errors of fields that are query parameters (`/actor` is the parameter `actor`).
+pub fn parameter_errors(errors: &ValidationErrors) -> Vec<InvalidValue> {
+    errors
+        .errors()
+        .iter()
+        .map(|error| {
+            InvalidValue::parameter(error.pointer.trim_start_matches('/'), error.issue.clone())
+        })
+        .collect()
+}
+
+impl From<AuditLogError> for ApiError {
+    fn from(error: AuditLogError) -> Self {
+        match error {
+            // The audit log's fields are the query parameters of its routes.
+            AuditLogError::Invalid(errors) => {
+                ApiError::InvalidParameters(parameter_errors(&errors))
+            }
+            AuditLogError::InvalidPosition => {
+                ApiError::InvalidParameters(vec![InvalidValue::parameter(
+                    "cursor",
+                    FieldIssue::InvalidCursor,
+                )])
+            }
+            AuditLogError::Forbidden(role) => ApiError::Forbidden(role),
+            AuditLogError::ExportTooLarge { max_rows } => {
+                ApiError::ExportTooLarge { max: max_rows }
+            }
+            AuditLogError::Output(cause) => ApiError::internal(cause),
+            AuditLogError::Store(error) => error.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::validation::ValidationErrors;
+
+    #[test]
+    fn audit_log_errors_name_query_parameters_and_the_export_limit() {
+        let mut errors = ValidationErrors::new();
+        errors.add("/actor", FieldIssue::InvalidId);
+        errors.add("/to", FieldIssue::BeforeStart);
+        let problem = ApiError::from(AuditLogError::Invalid(errors)).problem();
+        let document = problem.render(Lang::Sv, Some("req-1"));
+        assert_eq!(document.status, 400);
+        let named: Vec<(Option<&str>, &str)> = document
+            .errors
+            .iter()
+            .map(|e| (e.parameter.as_deref(), e.code.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [(Some("actor"), "invalid_id"), (Some("to"), "before_start")]
+        );
+        assert!(document.errors[0].detail.starts_with("Måste vara ett id"));
+
+        let too_large = ApiError::from(AuditLogError::ExportTooLarge { max_rows: 100_000 });
+        let document = too_large.problem().render(Lang::En, None);
+        assert_eq!(document.status, 422);
+        assert_eq!(document.kind, format!("{PROBLEM_BASE}export-too-large"));
+        assert!(
+            document.detail.contains("at most 100000 events"),
+            "{}",
+            document.detail
+        );
+
+        let position = ApiError::from(AuditLogError::InvalidPosition).problem();
+        assert_eq!(
+            position.errors[0].location,
+            Location::Parameter("cursor".into())
+        );
+        assert!(matches!(
+            ApiError::from(AuditLogError::Forbidden(Role::Viewer)),
+            ApiError::Forbidden(Role::Viewer)
+        ));
     }
 }

@@ -33,7 +33,9 @@
 //!   partition `T#<tenant>#END` between two dates;
 //! - contract number uniqueness: conditional put of `CONTRACTNO#<number>` in the same
 //!   transaction as the contract;
-//! - audit trail of an organization, newest last: query prefix `AUDIT#`.
+//! - audit trail of an organization, newest first: query backward between
+//!   `AUDIT#<from>` and `AUDIT#<to>` ([`audit_time_range`]); actor, action and target
+//!   are filtered on the items read.
 //! - the caller of each request: get `USER#<user>` and `SESSION#<session>` (role and
 //!   revocation take effect on the next request);
 //! - the members of an organization: query prefix `USER#`;
@@ -50,10 +52,10 @@
 //! IAM `dynamodb:LeadingKeys` condition can fence tenants. Only sign-up and login touch
 //! the two global records.
 
-use crate::ids::{ContractId, TenantId, UserId};
+use crate::ids::{AuditEventId, ContractId, TenantId, UserId};
 use crate::rates::SeriesId;
 use crate::store::{IndexKey, Key};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 pub const ORGANIZATION_SK: &str = "ORG";
 pub const CONTRACT_PREFIX: &str = "CONTRACT#";
@@ -127,6 +129,39 @@ pub fn audit_event(tenant: TenantId, sort_key: String) -> Key {
 
 pub fn session(tenant: TenantId, session: crate::ids::SessionId) -> Key {
     Key::new(tenant_partition(tenant), format!("SESSION#{session}"))
+}
+
+/// An audit event's sort key: its time to the microsecond in RFC 3339 UTC, then its id.
+/// From year 1970 to 9999 the time has a fixed width, so the keys sort by time.
+pub fn audit_sort_key(at: DateTime<Utc>, event: AuditEventId) -> String {
+    format!("{AUDIT_PREFIX}{}#{event}", audit_time(at))
+}
+
+fn audit_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Inclusive sort-key bounds that select the audit events from `from` (inclusive) to
+/// `to` (exclusive), compared to the microsecond; an open end selects from the first or
+/// to the last event. `from >= to` gives a low bound above the high one: nothing.
+pub fn audit_time_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> (String, String) {
+    // Every event key is longer than `AUDIT#<time>`, so that string is below the events
+    // of that time; `#~` sorts after every id; `~` after every digit a time starts with.
+    let low = match from {
+        Some(from) => format!("{AUDIT_PREFIX}{}", audit_time(from)),
+        None => AUDIT_PREFIX.to_owned(),
+    };
+    let high = match to {
+        Some(to) => format!(
+            "{AUDIT_PREFIX}{}#~",
+            audit_time(to - chrono::Duration::microseconds(1))
+        ),
+        None => format!("{AUDIT_PREFIX}~"),
+    };
+    (low, high)
 }
 
 pub const JOB_PREFIX: &str = "JOB#";
@@ -249,6 +284,40 @@ mod tests {
                 .pk
                 .starts_with(&lead)
         );
+    }
+
+    #[test]
+    fn audit_time_range_is_inclusive_from_and_exclusive_to() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let event = AuditEventId::generate();
+        let key = audit_sort_key(at("2026-11-21T09:00:00.000001Z"), event);
+        assert_eq!(
+            key,
+            format!("AUDIT#2026-11-21T09:00:00.000001Z#{event}"),
+            "the stored layout"
+        );
+        let inside = |from: Option<&str>, to: Option<&str>| {
+            let (low, high) = audit_time_range(from.map(at), to.map(at));
+            low <= key && key <= high
+        };
+        assert!(inside(None, None));
+        assert!(inside(Some("2026-11-21T09:00:00.000001Z"), None));
+        assert!(!inside(Some("2026-11-21T09:00:00.000002Z"), None));
+        assert!(inside(None, Some("2026-11-21T09:00:00.000002Z")));
+        assert!(!inside(None, Some("2026-11-21T09:00:00.000001Z")));
+        assert!(inside(
+            Some("2026-11-21T00:00:00Z"),
+            Some("2026-11-22T00:00:00Z")
+        ));
+        // An empty window is a reversed range, which the caller must not query.
+        let (low, high) = audit_time_range(
+            Some(at("2026-11-21T09:00:00Z")),
+            Some(at("2026-11-21T09:00:00Z")),
+        );
+        assert!(low > high);
+        // Keys of later times sort later, across every field of the time.
+        let later = audit_sort_key(at("2027-01-01T00:00:00Z"), AuditEventId::generate());
+        assert!(key < later);
     }
 
     #[test]

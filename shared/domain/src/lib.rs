@@ -5,6 +5,7 @@
 pub mod access;
 pub mod accounts;
 pub mod audit;
+pub mod audit_log;
 pub mod blobs;
 pub mod clock;
 pub mod contracts;

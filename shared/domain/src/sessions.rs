@@ -366,15 +366,13 @@ impl SessionService {
         request: &RequestInfo,
     ) -> Result<(), SessionError> {
         let now = self.clock.now();
-        let mut audit = AuditEvent::change(
+        let audit = AuditEvent::denied(
             &actor_of(user, request),
             now,
             "auth.refresh_token_reused",
             format!("user:{}", user.id),
-            None,
             Some(serde_json::json!({ "session": record.id, "revoked": true })),
         );
-        audit.outcome = "denied".to_owned();
         tracing::warn!(tenant = %record.tenant_id, session = %record.id, "refresh token reused; session revoked");
         self.table
             .transact_write(vec![

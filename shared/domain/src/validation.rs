@@ -54,6 +54,10 @@ pub enum FieldIssue {
     InvalidHeader,
     UnknownSeries,
     RateConflict,
+    /// Not an identifier in the form the API hands them out (a lower-case UUID).
+    InvalidId,
+    /// Not a date or an RFC 3339 time from 1970 to 9999.
+    InvalidInstant,
 }
 
 impl FieldIssue {
@@ -89,6 +93,8 @@ impl FieldIssue {
             FieldIssue::InvalidHeader => "invalid_header",
             FieldIssue::UnknownSeries => "unknown_series",
             FieldIssue::RateConflict => "rate_conflict",
+            FieldIssue::InvalidId => "invalid_id",
+            FieldIssue::InvalidInstant => "invalid_instant",
         }
     }
 
