@@ -127,7 +127,7 @@ struct Morning {
 async fn morning() -> Morning {
     let app = TestApp::spawn().await;
     let owner = app.sign_up().await;
-    let editor_token = app.token_with_role(&owner, Role::Editor);
+    let editor_token = app.token_with_role(&owner, Role::Editor).await;
     let minute = || app.clock.advance(Duration::minutes(1));
     minute();
     let a = app.create_contract(&owner.token, &contract("LC-A")).await;
@@ -565,7 +565,7 @@ async fn only_owners_and_admins_read_the_trail_and_refusals_are_recorded() {
         editor_token,
         ..
     } = morning().await;
-    let viewer_token = app.token_with_role(&owner, Role::Viewer);
+    let viewer_token = app.token_with_role(&owner, Role::Viewer).await;
     for (role, token) in [("editor", &editor_token), ("viewer", &viewer_token)] {
         for path in ["/audit", "/audit/export?action=contract."] {
             let response = app
@@ -592,7 +592,7 @@ async fn only_owners_and_admins_read_the_trail_and_refusals_are_recorded() {
     problem(response, StatusCode::FORBIDDEN).await;
 
     for role in [Role::Owner, Role::Admin] {
-        let token = app.token_with_role(&owner, role);
+        let token = app.token_with_role(&owner, role).await;
         let page = audit(&app, &token, &[("action", "contract.created")]).await;
         assert_eq!(events(&page).len(), 3, "{role}");
     }

@@ -5,7 +5,7 @@
 use api::i18n::{Lang, message};
 use api::openapi::CommonParts;
 use api::problem::{InvalidValue, ProblemDocument, parameter_errors};
-use api::{Authenticator, ApiError, Caller};
+use api::{ApiError, Authenticator, Caller};
 use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

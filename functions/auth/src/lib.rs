@@ -65,11 +65,12 @@ impl FromRef<AuthState> for Arc<Authenticator> {
 
 /// The routes this function serves.
 pub fn router(state: AuthState) -> Router {
+    let auth = state.auth.clone();
     let audit = audit::routes(state.audit.clone(), state.auth.clone());
-    Router::new()
+    let routes = Router::new()
         .route("/auth/signup", post(sign_up))
         .route("/auth/login", post(sessions::log_in))
-        .route("/auth/refresh", post(sessions::refresh))
+        .route("/auth/refresh", post(sessions::refresh_session))
         .route("/auth/logout", post(sessions::log_out))
         .route(
             "/auth/logout-everywhere",
@@ -77,15 +78,16 @@ pub fn router(state: AuthState) -> Router {
         )
         .route("/me", get(me))
         .route("/me/password", post(sessions::change_password))
-        .route("/members", get(members::list))
-        .route("/members/invitations", post(members::invite))
+        .route("/members", get(members::list_members))
+        .route("/members/invitations", post(members::invite_member))
         .route(
             "/members/{id}",
-            patch(members::change_role).delete(members::remove),
+            patch(members::change_role).delete(members::remove_member),
         )
-        .route("/auth/invitations/accept", post(members::accept))
+        .route("/auth/invitations/accept", post(members::accept_invitation))
         .with_state(state)
-        .merge(audit)
+        .merge(audit);
+    api::access::guard(routes, auth)
 }
 
 #[derive(OpenApi)]
@@ -93,16 +95,16 @@ pub fn router(state: AuthState) -> Router {
     paths(
         sign_up,
         sessions::log_in,
-        sessions::refresh,
+        sessions::refresh_session,
         sessions::log_out,
         sessions::log_out_everywhere,
         me,
         sessions::change_password,
-        members::list,
-        members::invite,
-        members::accept,
+        members::list_members,
+        members::invite_member,
+        members::accept_invitation,
         members::change_role,
-        members::remove
+        members::remove_member
     ),
     components(schemas(
         SignUpRequest,

@@ -39,7 +39,7 @@ pub struct RoleChange {
     security(("bearer" = [])),
     responses((status = 200, description = "Every member", body = [UserView]))
 )]
-pub(crate) async fn list(
+pub(crate) async fn list_members(
     State(state): State<AuthState>,
     caller: Caller,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
@@ -62,7 +62,7 @@ pub(crate) async fn list(
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn invite(
+pub(crate) async fn invite_member(
     State(state): State<AuthState>,
     caller: Caller,
     lang: Lang,
@@ -112,7 +112,7 @@ pub(crate) async fn invite(
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn accept(
+pub(crate) async fn accept_invitation(
     State(state): State<AuthState>,
     Origin(origin): Origin,
     body: JsonBody<Acceptance>,
@@ -169,7 +169,7 @@ pub(crate) async fn change_role(
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn remove(
+pub(crate) async fn remove_member(
     State(state): State<AuthState>,
     caller: Caller,
     Path(id): Path<String>,

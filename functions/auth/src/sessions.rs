@@ -148,7 +148,7 @@ pub(crate) async fn log_in(
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn refresh(
+pub(crate) async fn refresh_session(
     State(state): State<AuthState>,
     Origin(origin): Origin,
     body: JsonBody<RefreshRequest>,

@@ -3,21 +3,38 @@
 //! them over.
 
 use api::lambda::app;
-use api::lambda::testing::{send_event, tokens};
+use api::lambda::testing::{authenticator, member_token, send_event};
 use axum::http::StatusCode;
 use domain::access::Role;
 use domain::clock::{Clock, FixedClock};
-use domain::ids::UserId;
+use domain::store::Table;
 use std::sync::Arc;
 
 #[tokio::test]
 async fn the_trail_and_its_export_from_api_gateway_events() {
     let data = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
-    let table =
+    let table: Arc<dyn Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
-    let tokens = tokens(clock.clone());
-    let state = auth::AuthState::new(table, tokens.clone(), clock);
+    let auth = authenticator(table.clone(), clock.clone());
+    let outbox = Arc::new(
+        adapters::embedded::Outbox::open(
+            &data.path().join("outbox"),
+            domain::mail::Sender::new(
+                domain::accounts::Email::parse("no-reply@leasedesk.se").unwrap(),
+                None,
+            )
+            .unwrap(),
+        )
+        .unwrap(),
+    );
+    let state = auth::AuthState::new(
+        table.clone(),
+        auth.clone(),
+        clock.clone(),
+        outbox,
+        "https://app.leasedesk.se",
+    );
     let router = app(api::service(auth::router(state)));
 
     let (status, _, profile) = send_event(&router, "auth/signup.json", &[]).await;
@@ -56,10 +73,8 @@ async fn the_trail_and_its_export_from_api_gateway_events() {
         .unwrap()
         .parse()
         .unwrap();
-    let viewer = tokens
-        .issue(UserId::generate(), tenant, Role::Viewer)
-        .unwrap()
-        .token;
+    let owner_id = profile["user"]["id"].as_str().unwrap().parse().unwrap();
+    let viewer = member_token(&auth, table, clock, (tenant, owner_id), Role::Viewer).await;
     for event in ["auth/audit.json", "auth/audit-export.json"] {
         let (status, _, problem) = send_event(&router, event, &[("accessToken", &viewer)]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{event}");

@@ -11,7 +11,24 @@ fn router(data: &std::path::Path) -> axum::Router {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table: Arc<dyn domain::store::Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.join("t.sqlite3")).unwrap());
-    let state = auth::AuthState::new(table.clone(), authenticator(table, clock.clone()), clock);
+    let outbox = Arc::new(
+        adapters::embedded::Outbox::open(
+            &data.join("outbox"),
+            domain::mail::Sender::new(
+                domain::accounts::Email::parse("no-reply@leasedesk.se").unwrap(),
+                None,
+            )
+            .unwrap(),
+        )
+        .unwrap(),
+    );
+    let state = auth::AuthState::new(
+        table.clone(),
+        authenticator(table, clock.clone()),
+        clock,
+        outbox,
+        "https://app.leasedesk.se",
+    );
     app(api::service(auth::router(state)))
 }
 

@@ -140,7 +140,8 @@ pub async fn handle_roll(
 
 /// The routes this function serves.
 pub fn router(state: ContractsState) -> Router {
-    Router::new()
+    let auth = state.auth.clone();
+    let routes = Router::new()
         .route("/contracts", get(list).post(create))
         .route("/contracts/{id}", get(read).patch(update).delete(delete))
         .route("/contracts/export", get(export))
@@ -158,7 +159,8 @@ pub fn router(state: ContractsState) -> Router {
             "/portfolio/settings",
             get(portfolio::settings).patch(portfolio::update_settings),
         )
-        .with_state(state)
+        .with_state(state);
+    api::access::guard(routes, auth)
 }
 
 #[derive(OpenApi)]

@@ -4,9 +4,8 @@
 use api::lambda::app;
 use api::lambda::testing::{authenticator, owner_token, send_event};
 use axum::http::StatusCode;
-use domain::access::Role;
 use domain::clock::FixedClock;
-use domain::ids::{TenantId, UserId};
+
 use domain::portfolio::PortfolioService;
 use domain::store::Table;
 use serde_json::Value;

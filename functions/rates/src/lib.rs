@@ -43,13 +43,15 @@ impl FromRef<RatesState> for Arc<Authenticator> {
 
 /// The routes this function serves.
 pub fn router(state: RatesState) -> Router {
-    Router::new()
+    let auth = state.auth.clone();
+    let routes = Router::new()
         .route("/rates", get(catalogue))
         .route("/rates/refresh", post(refresh))
         .route("/rates/{series}", get(observations))
         .route("/rates/{series}/latest", get(latest))
         .route("/fx/convert", get(convert))
-        .with_state(state)
+        .with_state(state);
+    api::access::guard(routes, auth)
 }
 
 #[derive(OpenApi)]

@@ -4,9 +4,8 @@
 use api::lambda::app;
 use api::lambda::testing::{authenticator, owner_token, send_event};
 use axum::http::StatusCode;
-use domain::access::Role;
 use domain::clock::{Clock, FixedClock};
-use domain::ids::{TenantId, UserId};
+
 use domain::rates::RateService;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -194,6 +194,49 @@ pub mod testing {
         (token, organization.id)
     }
 
+    /// A new member of `tenant` with `role`, invited by `owner` and joined through the
+    /// domain's invitation flow, signed in: their access token.
+    pub async fn member_token(
+        auth: &Authenticator,
+        table: Arc<dyn Table>,
+        clock: Arc<dyn Clock>,
+        (tenant, owner): (TenantId, domain::ids::UserId),
+        role: domain::access::Role,
+    ) -> String {
+        let members = domain::members::MemberService::new(table, clock);
+        let owner = domain::audit::Actor {
+            tenant,
+            user: owner,
+            role: domain::access::Role::Owner,
+            request: Default::default(),
+        };
+        let email = format!("{}@handlertest.se", role.as_str());
+        let invited = members
+            .invite(&owner, &email, role)
+            .await
+            .unwrap_or_else(|e| panic!("invitation: {e}"));
+        let user = members
+            .accept(
+                serde_json::from_value(serde_json::json!({
+                    "token": invited.token,
+                    "name": "Erik Berg",
+                    "password": "Vinterljus-over-Kiruna-2026",
+                }))
+                .unwrap_or_else(|e| panic!("acceptance: {e}")),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("acceptance: {e}"));
+        let session = auth
+            .sessions()
+            .open(&user, "invitation", &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("session: {e}"));
+        auth.tokens()
+            .issue(user.id, tenant, role, session.session)
+            .unwrap_or_else(|e| panic!("token: {e}"))
+            .token
+    }
+
     /// Sends the event at `events/<path>` (placeholders filled) through `router`, which
     /// should already be wrapped as Lambda serves it ([`super::app`]).
     pub async fn send_event(

@@ -3,6 +3,7 @@
 //! cursors, the API description's common parts, tracing, the Lambda entry point, and
 //! the mails users receive, in the same eight languages.
 
+pub mod access;
 pub mod caller;
 pub mod conditional;
 pub mod cursor;

@@ -134,9 +134,10 @@ pub(crate) struct UserRecord {
     #[serde(flatten)]
     pub user: User,
     password_hash: String,
-    /// Sessions opened before this are over (sign out everywhere, password change).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions_valid_from: Option<DateTime<Utc>>,
+    /// Moves on with every "sign out everywhere" and password change: sessions opened
+    /// under an earlier generation are over.
+    #[serde(default)]
+    pub session_generation: i64,
 }
 
 impl UserRecord {
@@ -144,7 +145,7 @@ impl UserRecord {
         Self {
             user,
             password_hash,
-            sessions_valid_from: None,
+            session_generation: 0,
         }
     }
 }
@@ -153,7 +154,7 @@ impl std::fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserRecord")
             .field("user", &self.user)
-            .field("sessions_valid_from", &self.sessions_valid_from)
+            .field("session_generation", &self.session_generation)
             .finish_non_exhaustive()
     }
 }
@@ -287,7 +288,7 @@ impl AccountService {
         let record = UserRecord {
             user: user.clone(),
             password_hash,
-            sessions_valid_from: None,
+            session_generation: 0,
         };
         let login = EmailLogin {
             tenant_id: tenant,
@@ -398,7 +399,7 @@ impl AccountService {
             .await
             .map_err(|e| AccountError::Internal(format!("hashing task failed: {e}")))??;
         let now = self.clock.now();
-        let mut update = crate::sessions::sessions_end(actor.tenant, actor.user, now);
+        let mut update = crate::sessions::sessions_end(actor.tenant, actor.user);
         update.set.insert(
             "passwordHash".to_owned(),
             serde_json::Value::String(password_hash),

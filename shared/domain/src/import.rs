@@ -64,7 +64,7 @@ pub struct ImportReport {
 struct Change {
     before: Option<Contract>,
     after: Contract,
-    /// The portfolio facts of `after`, computed up front ([`prepare_bulk`]).
+    /// The portfolio facts of `after`, when computed up front ([`prepare_bulk`]).
     facts: Option<StoredFacts>,
 }
 
@@ -259,10 +259,8 @@ impl ContractService {
 
         let afters: Vec<&Contract> = changes.iter().map(|change| &change.after).collect();
         let facts = prepare_bulk(self.table.as_ref(), actor.tenant, &afters).await?;
-        if facts.len() == changes.len() {
-            for (change, facts) in changes.iter_mut().zip(facts) {
-                change.facts = Some(facts);
-            }
+        for (change, facts) in changes.iter_mut().zip(facts) {
+            change.facts = facts;
         }
 
         // As many contracts to a transaction as its write limit allows: fewer

@@ -1024,40 +1024,43 @@ async fn read_epoch(
     }
 }
 
-/// Prepares many contracts for counting (an import): computes the facts of each on the
-/// epoch's day, split over the cores, and raises the savings floor to the potential of
-/// the [`SAVINGS_KEPT`]th best of them, so the import writes savings entries only for
-/// about that many instead of one per contract. The list still holds every contract at or
-/// above the floor: one already written was listed under the lower floor (and its entry
-/// stays until it changes or the next rebuild), and the ledger lists the new ones that
-/// reach it.
+/// Prepares many contracts for counting (an import): raises the savings floor to the
+/// potential of the [`SAVINGS_KEPT`]th best of a sample of them, so the import writes
+/// savings entries for a few of its contracts instead of one per contract. The
+/// [`SAVINGS_KEPT`]th best of a sample is never above the [`SAVINGS_KEPT`]th best of
+/// all, so the floor stays below what a rebuild would set; a sample of every `n`th row
+/// lists about `n` × [`SAVINGS_KEPT`] of them. The list still holds every contract at
+/// or above the floor: one already written was listed under the lower floor (and its
+/// entry stays until it changes or the next rebuild), and the ledger lists the new ones
+/// that reach it.
 ///
-/// Returns no facts before the first dashboard (there is no day to count on). Raising
-/// the floor is only a saving: when a change moves the epoch meanwhile, it is left as it
-/// is, and the facts, if for another day by then, are computed again where used.
+/// Returns the facts it computed, by position (the ledger reuses them; it computes the
+/// others itself, beside the store's writer), and none before the first dashboard
+/// (there is no day to count on). Raising the floor is only a saving: when a change
+/// moves the epoch meanwhile, it is left as it is.
 pub async fn prepare_bulk(
     table: &dyn Table,
     tenant: TenantId,
     contracts: &[&Contract],
-) -> Result<Vec<StoredFacts>, StoreError> {
+) -> Result<Vec<Option<StoredFacts>>, StoreError> {
     let Some((mut epoch, version)) = read_epoch(table, tenant).await? else {
         return Ok(Vec::new());
     };
-    let as_of = epoch.as_of;
-    let market = epoch.market_rate;
-    let facts = parallel_map(contracts, |contract| StoredFacts::of(contract, as_of));
-    let mut potentials: Vec<i64> = contracts
-        .iter()
-        .zip(&facts)
-        .filter_map(|(contract, facts)| {
-            Facts::with_debts(contract, as_of, facts.debts)
-                .ranks(market)
-                .find_map(|rank| match rank {
-                    Rank::Saving(potential) => Some(potential),
-                    Rank::Overdue(_) => None,
-                })
-        })
-        .collect();
+    let (as_of, market) = (epoch.as_of, epoch.market_rate);
+    let every = contracts.len().div_ceil(FLOOR_SAMPLE).max(1);
+    let mut facts: Vec<Option<StoredFacts>> = vec![None; contracts.len()];
+    let mut potentials = Vec::new();
+    for (index, contract) in contracts.iter().enumerate().step_by(every) {
+        let computed = StoredFacts::of(contract, as_of);
+        let saving = Facts::with_debts(contract, as_of, computed.debts)
+            .ranks(market)
+            .find_map(|rank| match rank {
+                Rank::Saving(potential) => Some(potential),
+                Rank::Overdue(_) => None,
+            });
+        potentials.extend(saving);
+        facts[index] = Some(computed);
+    }
     if let Some(floor) = kept_floor(&mut potentials)
         && floor > epoch.savings_floor.unwrap_or(1)
     {
@@ -1071,6 +1074,9 @@ pub async fn prepare_bulk(
     Ok(facts)
 }
 
+/// Contracts of an import whose facts [`prepare_bulk`] computes to set the floor.
+const FLOOR_SAMPLE: usize = 4_096;
+
 /// The potential of the [`SAVINGS_KEPT`]th best of `potentials` (reordered), when there
 /// are more: the floor that keeps about that many listed.
 fn kept_floor(potentials: &mut [i64]) -> Option<i64> {
@@ -1079,31 +1085,6 @@ fn kept_floor(potentials: &mut [i64]) -> Option<i64> {
     }
     let (_, kth, _) = potentials.select_nth_unstable_by(SAVINGS_KEPT - 1, |a, b| b.cmp(a));
     Some(*kth)
-}
-
-/// `f` of every item, the items split over the cores when there are enough of them.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = if items.len() < PARALLEL_FROM {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    };
-    let chunk = items.len().div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
 }
 
 /// What a [`Ledger`] adds to a contract transaction.

@@ -14,7 +14,7 @@
 //!   a removal takes effect on the caller's very next request, not when the access token
 //!   expires.
 //! - **Sign out everywhere** (and a password change) moves the user's
-//!   `sessionsValidFrom` to now: every session opened before it is over, without
+//!   `sessionGeneration` on: every session opened under an earlier one is over, without
 //!   finding them one by one.
 
 use crate::access::Role;
@@ -45,6 +45,9 @@ struct SessionRecord {
     id: SessionId,
     tenant_id: TenantId,
     user_id: UserId,
+    /// The user's session generation when the session opened.
+    #[serde(default)]
+    generation: i64,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     refreshed_at: DateTime<Utc>,
@@ -64,9 +67,7 @@ impl SessionRecord {
     fn live_at(&self, now: DateTime<Utc>, user: &UserRecord) -> bool {
         self.revoked_at.is_none()
             && now < self.expires_at
-            && user
-                .sessions_valid_from
-                .is_none_or(|from| self.created_at >= from)
+            && self.generation == user.session_generation
     }
 }
 
@@ -171,11 +172,16 @@ impl SessionService {
         request: &RequestInfo,
     ) -> Result<Issued, SessionError> {
         let now = self.clock.now();
+        let Some(stored) = self.table.get(&keys::user(user.tenant_id, user.id)).await? else {
+            return Err(SessionError::Invalid);
+        };
+        let generation = from_item::<UserRecord>(stored)?.session_generation;
         let secret = new_secret()?;
         let record = SessionRecord {
             id: SessionId::generate(),
             tenant_id: user.tenant_id,
             user_id: user.id,
+            generation,
             created_at: now,
             expires_at: now + Duration::days(SESSION_LIFETIME_DAYS),
             refreshed_at: now,
@@ -281,6 +287,23 @@ impl SessionService {
         }
     }
 
+    /// Records a request refused for the actor's role (the access guard's refusals).
+    pub async fn record_denied(
+        &self,
+        actor: &Actor,
+        method: &str,
+        route: &str,
+    ) -> Result<(), StoreError> {
+        let audit = AuditEvent::denied(
+            actor,
+            self.clock.now(),
+            "request.denied",
+            format!("route:{method} {route}"),
+            None,
+        );
+        self.table.transact_write(vec![audit.write_op()]).await
+    }
+
     /// Ends one session (logout). Ending a session that is over already is no error.
     pub async fn end(&self, actor: &Actor, session: SessionId) -> Result<(), SessionError> {
         let now = self.clock.now();
@@ -322,7 +345,7 @@ impl SessionService {
         );
         self.table
             .transact_write(vec![
-                WriteOp::Update(sessions_end(actor.tenant, actor.user, now)),
+                WriteOp::Update(sessions_end(actor.tenant, actor.user)),
                 audit.write_op(),
             ])
             .await?;
@@ -384,14 +407,11 @@ impl SessionService {
     }
 }
 
-/// The update that ends every session of `user` opened before `now`; part of a
-/// password change too.
-pub(crate) fn sessions_end(tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Update {
+/// The update that ends every session `user` has open now; part of a password change
+/// too.
+pub(crate) fn sessions_end(tenant: TenantId, user: UserId) -> Update {
     let mut update = Update::new(keys::user(tenant, user));
-    update.set.insert(
-        "sessionsValidFrom".to_owned(),
-        serde_json::Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-    );
+    update.increment.push(("sessionGeneration".to_owned(), 1));
     update.condition = Condition::Exists;
     update
 }

@@ -1,0 +1,249 @@
+//! Sessions end to end: refresh-token rotation and the reuse attack, logout, sign out
+//! everywhere, a password change ending the other sessions, and token types that never
+//! stand in for one another.
+
+use e2e::{PASSWORD, TestApp, problem};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Signs in: the whole token answer.
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> Value {
+    let response = app
+        .request(Method::POST, "/auth/login")
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    app.request(Method::POST, "/auth/refresh")
+        .json(&json!({ "refreshToken": refresh_token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me_status(app: &TestApp, access_token: &str) -> StatusCode {
+    app.authed(access_token, Method::GET, "/me")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn text<'a>(tokens: &'a Value, field: &str) -> &'a str {
+    tokens[field].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_ends_the_session() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let first = sign_in(&app, &owner.email, PASSWORD).await;
+
+    let response = refresh(&app, text(&first, "refreshToken")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let second: Value = response.json().await.unwrap();
+    assert_ne!(second["refreshToken"], first["refreshToken"]);
+    assert_eq!(second["refreshExpiresAt"], first["refreshExpiresAt"]);
+    assert_eq!(
+        me_status(&app, text(&second, "accessToken")).await,
+        StatusCode::OK
+    );
+
+    // The first refresh token again: someone else holds the chain. The session ends for
+    // both, the tokens already handed out included.
+    problem(
+        refresh(&app, text(&first, "refreshToken")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        refresh(&app, text(&second, "refreshToken")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        me_status(&app, text(&second, "accessToken")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Other sessions are not touched, and the audit log tells what happened.
+    assert_eq!(me_status(&app, &owner.token).await, StatusCode::OK);
+    let log = app
+        .get_json(&owner.token, "/audit?action=auth.refresh_token_reused")
+        .await;
+    assert_eq!(log["events"][0]["outcome"], "denied", "{log}");
+    // No token reaches the audit log.
+    let everything = app
+        .get_json(&owner.token, "/audit?limit=200")
+        .await
+        .to_string();
+    for secret in [
+        &first["refreshToken"],
+        &second["refreshToken"],
+        &second["accessToken"],
+    ] {
+        assert!(!everything.contains(secret.as_str().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_one_session_and_logout_everywhere_ends_them_all() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let laptop = sign_in(&app, &owner.email, PASSWORD).await;
+    let phone = sign_in(&app, &owner.email, PASSWORD).await;
+
+    let response = app
+        .authed(text(&laptop, "accessToken"), Method::POST, "/auth/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        me_status(&app, text(&laptop, "accessToken")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    problem(
+        refresh(&app, text(&laptop, "refreshToken")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        me_status(&app, text(&phone, "accessToken")).await,
+        StatusCode::OK
+    );
+
+    let response = app
+        .authed(
+            text(&phone, "accessToken"),
+            Method::POST,
+            "/auth/logout-everywhere",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for access in [text(&phone, "accessToken"), owner.token.as_str()] {
+        assert_eq!(me_status(&app, access).await, StatusCode::UNAUTHORIZED);
+    }
+    problem(
+        refresh(&app, text(&phone, "refreshToken")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    // Signing in again opens a new session.
+    let again = sign_in(&app, &owner.email, PASSWORD).await;
+    assert_eq!(
+        me_status(&app, text(&again, "accessToken")).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_other_sessions() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let other = sign_in(&app, &owner.email, PASSWORD).await;
+    let new_password = "Norrsken-over-Abisko-2027";
+
+    let wrong = app
+        .authed(&owner.token, Method::POST, "/me/password")
+        .json(&json!({"currentPassword": "not-the-password-at-all", "newPassword": new_password}))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(wrong, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["errors"][0]["pointer"], "/currentPassword", "{body}");
+    let weak = app
+        .authed(&owner.token, Method::POST, "/me/password")
+        .json(&json!({"currentPassword": PASSWORD, "newPassword": "password1234"}))
+        .send()
+        .await
+        .unwrap();
+    problem(weak, StatusCode::BAD_REQUEST).await;
+    // Nothing changed so far.
+    assert_eq!(
+        me_status(&app, text(&other, "accessToken")).await,
+        StatusCode::OK
+    );
+
+    let response = app
+        .authed(&owner.token, Method::POST, "/me/password")
+        .json(&json!({"currentPassword": PASSWORD, "newPassword": new_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let fresh: Value = response.json().await.unwrap();
+    assert_eq!(
+        me_status(&app, text(&fresh, "accessToken")).await,
+        StatusCode::OK
+    );
+    for access in [owner.token.as_str(), text(&other, "accessToken")] {
+        assert_eq!(me_status(&app, access).await, StatusCode::UNAUTHORIZED);
+    }
+    problem(
+        refresh(&app, text(&other, "refreshToken")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let old = app
+        .request(Method::POST, "/auth/login")
+        .json(&json!({"email": owner.email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    problem(old, StatusCode::UNAUTHORIZED).await;
+    sign_in(&app, &owner.email, new_password).await;
+}
+
+#[tokio::test]
+async fn a_token_of_one_type_is_never_accepted_as_another() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let tokens = sign_in(&app, &owner.email, PASSWORD).await;
+    let (access, refresh_token) = (text(&tokens, "accessToken"), text(&tokens, "refreshToken"));
+    let invitee = format!("typed-{}@nordlysfleet.se", std::process::id());
+    let response = app
+        .authed(access, Method::POST, "/members/invitations")
+        .json(&json!({"email": invitee, "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let invitation = app.invitation_token(&invitee).await;
+
+    // Refresh and invitation tokens are not access tokens.
+    for bearer in [refresh_token, invitation.as_str()] {
+        assert_eq!(me_status(&app, bearer).await, StatusCode::UNAUTHORIZED);
+    }
+    // Access and invitation tokens are not refresh tokens.
+    for presented in [access, invitation.as_str()] {
+        problem(refresh(&app, presented).await, StatusCode::UNAUTHORIZED).await;
+    }
+    // Access and refresh tokens are not invitations.
+    for presented in [access, refresh_token] {
+        let response = app
+            .request(Method::POST, "/auth/invitations/accept")
+            .json(&json!({"token": presented, "name": "Eve", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        problem(response, StatusCode::GONE).await;
+    }
+    // None of that used anything up: each token still does its own job.
+    assert_eq!(me_status(&app, access).await, StatusCode::OK);
+    assert_eq!(refresh(&app, refresh_token).await.status(), StatusCode::OK);
+    let response = app
+        .request(Method::POST, "/auth/invitations/accept")
+        .json(&json!({"token": invitation, "name": "Vera Viewer", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
