@@ -247,3 +247,103 @@ async fn a_token_of_one_type_is_never_accepted_as_another() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
 }
+
+async fn attempt(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.request(Method::POST, "/auth/login")
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A problem document without what differs from one response to the next.
+fn comparable(mut problem: Value) -> Value {
+    if let Some(object) = problem.as_object_mut() {
+        object.remove("requestId");
+        object.remove("instance");
+    }
+    problem
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_account_and_say_when_to_retry() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let unknown = "nobody@nordlysfleet.se";
+
+    // Unknown address and wrong password: the same answer.
+    let wrong = problem(
+        attempt(&app, &owner.email, "not-the-password").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let nobody = problem(
+        attempt(&app, unknown, "not-the-password").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(comparable(wrong), comparable(nobody));
+
+    for _ in 1..10 {
+        for email in [owner.email.as_str(), unknown] {
+            problem(
+                attempt(&app, email, "not-the-password").await,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+    }
+    // The tenth failure used the window up: even the right password waits, and an
+    // unknown address is answered exactly like a known one.
+    let mut answers = Vec::new();
+    for (email, password) in [(owner.email.as_str(), PASSWORD), (unknown, PASSWORD)] {
+        let response = attempt(&app, email, password).await;
+        let retry_after: i64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
+        let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_eq!(
+            body["type"],
+            "https://leasedesk.se/problems/too-many-attempts"
+        );
+        answers.push(comparable(body));
+    }
+    assert_eq!(answers[0], answers[1]);
+    // Another account is not held up by this one.
+    let other = app.sign_up().await;
+    sign_in(&app, &other.email, PASSWORD).await;
+
+    // The failures against the real account are in its organization's audit log, with
+    // no password in them.
+    let log = app
+        .get_json(&owner.token, "/audit?action=auth.sign_in_failed&limit=50")
+        .await;
+    assert_eq!(log["events"].as_array().unwrap().len(), 10, "{log}");
+    assert_eq!(log["events"][0]["outcome"], "failure");
+    assert!(!log.to_string().contains("not-the-password"));
+
+    // The next window opens the door again.
+    app.clock.advance(chrono::Duration::minutes(15));
+    sign_in(&app, &owner.email, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn one_address_failing_on_many_accounts_is_throttled() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    // The local runner sees every test request from 127.0.0.1.
+    for n in 0..100 {
+        let email = format!("guess{n}@nordlysfleet.se");
+        problem(
+            attempt(&app, &email, "Sommar2026!").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    let response = attempt(&app, &owner.email, PASSWORD).await;
+    assert!(response.headers().contains_key("retry-after"));
+    problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+}

@@ -23,6 +23,7 @@ use domain::mail::Mailer;
 use domain::members::MemberService;
 use domain::organization::Organization;
 use domain::store::Table;
+use domain::throttle::{LoginThrottle, ThrottleLimits};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};
@@ -33,6 +34,7 @@ pub struct AuthState {
     members: Arc<MemberService>,
     auth: Arc<Authenticator>,
     mailer: Arc<dyn Mailer>,
+    throttle: Arc<LoginThrottle>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
     audit: Arc<AuditLog>,
@@ -49,9 +51,10 @@ impl AuthState {
         Self {
             audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
-            members: Arc::new(MemberService::new(table, clock)),
+            members: Arc::new(MemberService::new(table.clone(), clock.clone())),
             auth,
             mailer,
+            throttle: Arc::new(LoginThrottle::new(table, clock, ThrottleLimits::default())),
             app_url: app_url.trim_end_matches('/').into(),
         }
     }

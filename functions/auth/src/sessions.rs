@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::access::Permission;
-use domain::accounts::User;
+use domain::accounts::{AccountError, User};
 use domain::audit::RequestInfo;
 use domain::sessions::{Issued, SessionError};
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,8 @@ fn session_error(error: SessionError) -> ApiError {
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)",
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins for this account or from this address; `Retry-After` says when to try again",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn log_in(
@@ -128,11 +130,24 @@ pub(crate) async fn log_in(
     Origin(origin): Origin,
     body: JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let user = state
+    let (email, address) = (&body.value.email, origin.source_ip.as_deref());
+    if let Err(throttled) = state.throttle.check(email, address).await? {
+        return Err(ApiError::TooManyAttempts {
+            retry_after_seconds: throttled.retry_after_seconds,
+        });
+    }
+    match state
         .accounts
-        .log_in(&body.value.email, &body.value.password)
-        .await?;
-    open_session(&state, &user, "password", &origin).await
+        .log_in(email, &body.value.password, &origin)
+        .await
+    {
+        Ok(user) => open_session(&state, &user, "password", &origin).await,
+        Err(AccountError::InvalidCredentials) => {
+            state.throttle.record_failure(email, address).await?;
+            Err(ApiError::InvalidCredentials)
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Trade a refresh token for new tokens. The refresh token is used up; presenting it

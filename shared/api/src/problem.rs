@@ -112,6 +112,8 @@ pub enum ApiError {
     LastOwner,
     #[error("the mail could not be sent")]
     MailUnavailable,
+    #[error("too many failed sign-ins")]
+    TooManyAttempts { retry_after_seconds: i64 },
     #[error("no schedule: {0}")]
     NoSchedule(String),
     #[error("no exchange rate {from}/{to} on or before {date}")]
@@ -167,6 +169,7 @@ impl ApiError {
             InvitationInvalid => (StatusCode::GONE, "invitation-invalid"),
             LastOwner => (StatusCode::CONFLICT, "last-owner"),
             MailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "mail-unavailable"),
+            TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
             NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
             InvalidFile { .. } => (StatusCode::BAD_REQUEST, "invalid-file"),
@@ -182,6 +185,9 @@ impl ApiError {
             }
             PayloadTooLarge { max } => vec![("max", max.to_string())],
             Forbidden(role) => vec![("role", role.to_string())],
+            TooManyAttempts {
+                retry_after_seconds,
+            } => vec![("minutes", ((retry_after_seconds + 59) / 60).to_string())],
             MethodNotAllowed(method) => vec![("method", method.clone())],
             InvalidFile { reason } => vec![("reason", reason.clone())],
             InvalidRows(errors) => vec![("count", errors.len().to_string())],
@@ -349,6 +355,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable | ApiError::ConcurrentChange => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::TooManyAttempts {
+                retry_after_seconds,
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
             }
             _ => {}
         }

@@ -337,7 +337,13 @@ impl AccountService {
 
     /// The user with this e-mail and password. Unknown e-mail and wrong password fail
     /// the same way and take the same time.
-    pub async fn log_in(&self, email: &str, password: &str) -> Result<User, AccountError> {
+    /// A wrong password for a known account is audited in its organization.
+    pub async fn log_in(
+        &self,
+        email: &str,
+        password: &str,
+        request: &RequestInfo,
+    ) -> Result<User, AccountError> {
         let record = match Email::parse(email) {
             Ok(email) => self.find_by_email(&email).await?,
             Err(_) => None,
@@ -356,7 +362,25 @@ impl AccountService {
         .map_err(|e| AccountError::Internal(format!("verification task failed: {e}")))?;
         match record {
             Some(record) if matches => Ok(record.user),
-            _ => Err(AccountError::InvalidCredentials),
+            Some(record) => {
+                let actor = Actor {
+                    tenant: record.user.tenant_id,
+                    user: record.user.id,
+                    role: record.user.role,
+                    request: request.clone(),
+                };
+                let audit = AuditEvent::failure(
+                    &actor,
+                    self.clock.now(),
+                    "auth.sign_in_failed",
+                    format!("user:{}", record.user.id),
+                    None,
+                    Some(serde_json::json!({ "method": "password" })),
+                );
+                self.table.transact_write(vec![audit.write_op()]).await?;
+                Err(AccountError::InvalidCredentials)
+            }
+            None => Err(AccountError::InvalidCredentials),
         }
     }
 

@@ -13,6 +13,7 @@
 //! | invitation          | `T#<tenant>`          | `INVITE#<invitation>` (TTL)         |                  |                    |
 //! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
 //! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
+//! | failed sign-ins     | `THROTTLE#account#<hash>` or `THROTTLE#address#<ip>` | `W#<window>` (TTL) | |      |
 //! | rate series         | `RATES`               | `SERIES#<series>`                   |                  |                    |
 //! | rate observation    | `RATE#<series>`       | `<date>`                            |                  |                    |
 //! | rate reference      | `RATEREF#<series>`    | `T#<tenant>#<contract>`             |                  |                    |

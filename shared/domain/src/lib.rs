@@ -25,5 +25,6 @@ pub mod schedule;
 pub mod sessions;
 pub mod sso;
 pub mod store;
+pub mod throttle;
 pub mod totp;
 pub mod validation;
