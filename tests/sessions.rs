@@ -347,3 +347,60 @@ async fn one_address_failing_on_many_accounts_is_throttled() {
     assert!(response.headers().contains_key("retry-after"));
     problem(response, StatusCode::TOO_MANY_REQUESTS).await;
 }
+
+#[tokio::test]
+async fn a_password_reset_link_works_once_and_ends_every_session() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let unknown = "nobody-here@nordlysfleet.se";
+    for email in [owner.email.as_str(), unknown] {
+        let response = app
+            .request(Method::POST, "/auth/password-reset")
+            .header("accept-language", "fi")
+            .json(&json!({ "email": email }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    assert!(app.mails_to(unknown).await.is_empty());
+    let mails = app.mails_to(&owner.email).await;
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].text.contains("salasan"),
+        "Finnish: {}",
+        mails[0].text
+    );
+    let token = e2e::link_token(&mails[0].text, "#token=");
+
+    let confirm = |password: &'static str, token: String| {
+        app.request(Method::POST, "/auth/password-reset/confirm")
+            .json(&json!({"token": token, "newPassword": password}))
+            .send()
+    };
+    let weak = confirm("password1234", token.clone()).await.unwrap();
+    problem(weak, StatusCode::BAD_REQUEST).await;
+    let done = confirm("Midnattssol-i-Lofoten-2027", token.clone())
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    // Whoever knew the old password is out, and the link is used up.
+    assert_eq!(
+        me_status(&app, &owner.token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let again = confirm("Another-Long-Passphrase-2028", token)
+        .await
+        .unwrap();
+    let body = problem(again, StatusCode::GONE).await;
+    assert_eq!(
+        body["type"],
+        "https://leasedesk.se/problems/reset-link-invalid"
+    );
+    problem(
+        attempt(&app, &owner.email, PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    sign_in(&app, &owner.email, "Midnattssol-i-Lofoten-2027").await;
+}

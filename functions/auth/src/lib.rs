@@ -22,6 +22,7 @@ use domain::ids::{TenantId, UserId};
 use domain::mail::Mailer;
 use domain::members::MemberService;
 use domain::organization::Organization;
+use domain::password_reset::PasswordResets;
 use domain::store::Table;
 use domain::throttle::{LoginThrottle, ThrottleLimits};
 use serde::Serialize;
@@ -35,6 +36,7 @@ pub struct AuthState {
     auth: Arc<Authenticator>,
     mailer: Arc<dyn Mailer>,
     throttle: Arc<LoginThrottle>,
+    resets: Arc<PasswordResets>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
     audit: Arc<AuditLog>,
@@ -54,6 +56,7 @@ impl AuthState {
             members: Arc::new(MemberService::new(table.clone(), clock.clone())),
             auth,
             mailer,
+            resets: Arc::new(PasswordResets::new(table.clone(), clock.clone())),
             throttle: Arc::new(LoginThrottle::new(table, clock, ThrottleLimits::default())),
             app_url: app_url.trim_end_matches('/').into(),
         }
@@ -81,6 +84,14 @@ pub fn router(state: AuthState) -> Router {
         )
         .route("/me", get(me))
         .route("/me/password", post(sessions::change_password))
+        .route(
+            "/auth/password-reset",
+            post(sessions::request_password_reset),
+        )
+        .route(
+            "/auth/password-reset/confirm",
+            post(sessions::complete_password_reset),
+        )
         .route("/members", get(members::list_members))
         .route("/members/invitations", post(members::invite_member))
         .route(
@@ -103,6 +114,8 @@ pub fn router(state: AuthState) -> Router {
         sessions::log_out_everywhere,
         me,
         sessions::change_password,
+        sessions::request_password_reset,
+        sessions::complete_password_reset,
         members::list_members,
         members::invite_member,
         members::accept_invitation,
@@ -114,6 +127,8 @@ pub fn router(state: AuthState) -> Router {
         sessions::LoginRequest,
         sessions::RefreshRequest,
         sessions::PasswordChange,
+        sessions::ResetRequest,
+        sessions::ResetCompletion,
         sessions::TokenResponse,
         members::InvitationRequest,
         members::RoleChange,

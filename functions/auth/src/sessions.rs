@@ -4,6 +4,8 @@
 
 use crate::AuthState;
 use api::caller::Origin;
+use api::i18n::Lang;
+use api::mail::MailTemplate;
 use api::{ApiError, Caller, JsonBody};
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +15,7 @@ use chrono::{DateTime, Utc};
 use domain::access::Permission;
 use domain::accounts::{AccountError, User};
 use domain::audit::RequestInfo;
+use domain::password_reset::ResetError;
 use domain::sessions::{Issued, SessionError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -252,4 +255,93 @@ pub(crate) async fn change_password(
         .await?;
     let (user, _) = state.accounts.profile(caller.tenant, caller.user).await?;
     open_session(&state, &user, "passwordChange", &caller.request).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetRequest {
+    #[schema(example = "anna.lind@nordlysfleet.se", format = "email")]
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetCompletion {
+    /// The token from the reset link.
+    pub token: String,
+    #[schema(min_length = 12, max_length = 256, format = "password")]
+    pub new_password: String,
+}
+
+/// Ask for a password-reset link by e-mail. The answer is the same whether or not the
+/// address has an account.
+#[utoipa::path(
+    post,
+    path = "/auth/password-reset",
+    tag = "auth",
+    request_body = ResetRequest,
+    responses((status = 202, description = "If the address has an account, a link is on its way"))
+)]
+pub(crate) async fn request_password_reset(
+    State(state): State<AuthState>,
+    Origin(origin): Origin,
+    lang: Lang,
+    body: JsonBody<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    let issued = state
+        .resets
+        .request(&body.value.email, &origin)
+        .await
+        .map_err(reset_error)?;
+    if let Some(issued) = issued {
+        let mail = MailTemplate::PasswordReset {
+            link: format!("{}/password-reset#token={}", state.app_url, issued.token),
+            expires_at: issued.expires_at,
+        }
+        .render(lang, issued.user.email.clone());
+        let sent = match mail {
+            Ok(mail) => state.mailer.send(&mail).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
+            // The link is useless unmailed; it expires by itself. The answer stays the
+            // same, so it tells nobody whether the address has an account.
+            tracing::warn!(%error, "password-reset mail not sent");
+        }
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Choose a new password through the reset link. Every session of the account ends.
+#[utoipa::path(
+    post,
+    path = "/auth/password-reset/confirm",
+    tag = "auth",
+    request_body = ResetCompletion,
+    responses(
+        (status = 204, description = "The new password is set; sign in with it"),
+        (status = 410, description = "Unknown, expired or used link",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn complete_password_reset(
+    State(state): State<AuthState>,
+    Origin(origin): Origin,
+    body: JsonBody<ResetCompletion>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .resets
+        .complete(&body.value.token, &body.value.new_password, &origin)
+        .await
+        .map_err(reset_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn reset_error(error: ResetError) -> ApiError {
+    match error {
+        ResetError::LinkInvalid => ApiError::ResetLinkInvalid,
+        ResetError::Invalid(errors) => ApiError::invalid_body(errors),
+        ResetError::Internal(cause) => ApiError::internal(cause),
+        ResetError::Store(error) => error.into(),
+    }
 }

@@ -63,6 +63,8 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/auth/login", Public),
     route("POST", "/auth/refresh", Public),
     route("POST", "/auth/invitations/accept", Public),
+    route("POST", "/auth/password-reset", Public),
+    route("POST", "/auth/password-reset/confirm", Public),
     route("POST", "/auth/logout", SignedIn),
     route("POST", "/auth/logout-everywhere", SignedIn),
     route("GET", "/me", SignedIn),

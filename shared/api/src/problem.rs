@@ -110,6 +110,8 @@ pub enum ApiError {
     InvitationInvalid,
     #[error("the last owner")]
     LastOwner,
+    #[error("the reset link is not valid")]
+    ResetLinkInvalid,
     #[error("the mail could not be sent")]
     MailUnavailable,
     #[error("too many failed sign-ins")]
@@ -168,6 +170,7 @@ impl ApiError {
             ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
             InvitationInvalid => (StatusCode::GONE, "invitation-invalid"),
             LastOwner => (StatusCode::CONFLICT, "last-owner"),
+            ResetLinkInvalid => (StatusCode::GONE, "reset-link-invalid"),
             MailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "mail-unavailable"),
             TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),

@@ -460,18 +460,7 @@ impl AccountService {
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<UserRecord>, AccountError> {
-        let Some(login) = self.table.get(&keys::email_login(email.as_str())).await? else {
-            return Ok(None);
-        };
-        let login: EmailLogin = from_item(login)?;
-        match self
-            .table
-            .get(&keys::user(login.tenant_id, login.user_id))
-            .await?
-        {
-            Some(item) => Ok(Some(from_item(item)?)),
-            None => Ok(None),
-        }
+        Ok(user_by_email(self.table.as_ref(), email).await?)
     }
 
     async fn dummy_hash(&self) -> Result<&String, AccountError> {
@@ -482,6 +471,24 @@ impl AccountService {
                     .map_err(|e| AccountError::Internal(format!("hashing task failed: {e}")))?
             })
             .await
+    }
+}
+
+/// The user who signs in with `email`, if any.
+pub(crate) async fn user_by_email(
+    table: &dyn Table,
+    email: &Email,
+) -> Result<Option<UserRecord>, StoreError> {
+    let Some(login) = table.get(&keys::email_login(email.as_str())).await? else {
+        return Ok(None);
+    };
+    let login: EmailLogin = from_item(login)?;
+    match table
+        .get(&keys::user(login.tenant_id, login.user_id))
+        .await?
+    {
+        Some(item) => Ok(Some(from_item(item)?)),
+        None => Ok(None),
     }
 }
 

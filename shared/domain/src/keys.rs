@@ -11,6 +11,7 @@
 //! | job (a large import)| `T#<tenant>`          | `JOB#<job>` (TTL 30 days)           |                  |                    |
 //! | sign-in session     | `T#<tenant>`          | `SESSION#<session>` (TTL)           |                  |                    |
 //! | invitation          | `T#<tenant>`          | `INVITE#<invitation>` (TTL)         |                  |                    |
+//! | password reset      | `T#<tenant>`          | `RESET#<reset>` (TTL)               |                  |                    |
 //! | e-mail login        | `EMAIL#<email>`       | `EMAIL` (unique, global)            |                  |                    |
 //! | organization number | `ORGNO#<digits>`      | `ORGNO` (unique, global)            |                  |                    |
 //! | failed sign-ins     | `THROTTLE#account#<hash>` or `THROTTLE#address#<ip>` | `W#<window>` (TTL) | |      |
@@ -74,6 +75,13 @@ pub const USER_PREFIX: &str = "USER#";
 
 pub fn user(tenant: TenantId, user: UserId) -> Key {
     Key::new(tenant_partition(tenant), format!("{USER_PREFIX}{user}"))
+}
+
+pub fn password_reset(tenant: TenantId, reset: uuid::Uuid) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("RESET#{}", reset.simple()),
+    )
 }
 
 pub fn invitation(tenant: TenantId, invitation: uuid::Uuid) -> Key {

@@ -18,6 +18,7 @@ pub mod mail;
 pub mod members;
 pub mod money;
 pub mod organization;
+pub mod password_reset;
 pub mod portfolio;
 pub mod queue;
 pub mod rates;
