@@ -173,12 +173,17 @@ async fn the_trail_comes_newest_first_and_each_filter_narrows_it() {
             "contract.updated",
             "contract.created",
             "contract.created",
+            // 09:00: the editor joins and signs in; the owner signed up and in.
+            "auth.signed_in",
+            "member.joined",
+            "member.invited",
+            "auth.signed_in",
             "organization.created",
         ]
     );
     assert!(everything.get("nextCursor").is_none());
     let times: Vec<DateTime<Utc>> = events(&everything).iter().map(at).collect();
-    assert!(times.windows(2).all(|pair| pair[0] > pair[1]), "{times:?}");
+    assert!(times.windows(2).all(|pair| pair[0] >= pair[1]), "{times:?}");
     for event in events(&everything) {
         assert_eq!(event["tenantId"], owner.tenant.to_string());
         assert_eq!(event["outcome"], "success");
@@ -192,13 +197,19 @@ async fn the_trail_comes_newest_first_and_each_filter_narrows_it() {
     let by_editor = audit(&app, &owner.token, &[("actor", &editor)]).await;
     assert_eq!(
         actions(&by_editor),
-        ["contract.updated", "contract.created"]
+        [
+            "contract.updated",
+            "contract.created",
+            "auth.signed_in",
+            "member.joined"
+        ]
     );
     assert_eq!(events(&by_editor)[0]["target"], format!("contract:{a}"));
     assert_eq!(events(&by_editor)[0]["before"]["costCenter"], "4100");
     assert_eq!(events(&by_editor)[0]["after"]["costCenter"], "4200");
     let by_owner = audit(&app, &owner.token, &[("actor", &owner.user.to_string())]).await;
-    assert_eq!(events(&by_owner).len(), 5);
+    // Sign-up, sign-in, the editor's invitation, and four changes and the export.
+    assert_eq!(events(&by_owner).len(), 7);
 
     // A prefix ends in a dot: `contract.` is not `contracts.`.
     let contract_events = audit(&app, &owner.token, &[("action", "contract.")]).await;
@@ -252,7 +263,7 @@ async fn the_trail_comes_newest_first_and_each_filter_narrows_it() {
         &[("from", "2026-11-21"), ("to", "2026-11-22")],
     )
     .await;
-    assert_eq!(events(&that_day).len(), 7);
+    assert_eq!(events(&that_day).len(), 11);
 
     let combined = audit(
         &app,
@@ -266,10 +277,10 @@ async fn the_trail_comes_newest_first_and_each_filter_narrows_it() {
     .await;
     assert_eq!(actions(&combined), ["contract.updated", "contract.created"]);
 
-    // Another organization sees only its own sign-up.
+    // Another organization sees only its own sign-up and sign-in.
     let other = app.sign_up().await;
     let theirs = audit(&app, &other.token, &[]).await;
-    assert_eq!(actions(&theirs), ["organization.created"]);
+    assert_eq!(actions(&theirs), ["auth.signed_in", "organization.created"]);
     let probe = audit(&app, &other.token, &[("target", &format!("contract:{a}"))]).await;
     assert!(events(&probe).is_empty());
 }
@@ -288,25 +299,27 @@ async fn small_pages_cover_the_trail_once_newest_first() {
     }
     let whole = audit(&app, &owner.token, &[("limit", "200")]).await;
     let whole = events(&whole).clone();
-    assert_eq!(whole.len(), 14);
+    // And the sign-up with its first sign-in.
+    assert_eq!(whole.len(), 15);
     let ids = |events: &[Value]| -> Vec<String> {
         events
             .iter()
             .map(|event| event["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    for (limit, pages) in [(4, 4), (1, 14), (7, 2), (14, 1)] {
+    for (limit, pages) in [(4, 4), (1, 15), (7, 3), (15, 1)] {
         let (paged, seen) = every_page(&app, &owner.token, &[], limit).await;
         assert_eq!(ids(&paged), ids(&whole), "limit {limit}");
         assert_eq!(seen, pages, "limit {limit}");
     }
     let unique: BTreeSet<String> = ids(&whole).into_iter().collect();
-    assert_eq!(unique.len(), 14);
+    assert_eq!(unique.len(), 15);
     let times: Vec<DateTime<Utc>> = whole.iter().map(at).collect();
     assert!(times.windows(2).all(|pair| pair[0] >= pair[1]));
     // Newest first: the last contract's creation leads, the sign-up closes.
     assert_eq!(whole[0]["after"]["contractNumber"], "LC-12");
-    assert_eq!(whole[13]["action"], "organization.created");
+    assert_eq!(whole[13]["action"], "auth.signed_in");
+    assert_eq!(whole[14]["action"], "organization.created");
 
     // Filters and time windows page the same way.
     let created = [("action", "contract.created")];
@@ -412,8 +425,9 @@ async fn the_export_speaks_swedish_and_english_and_is_recorded() {
             "Efter"
         ]
     );
-    // The seven events of the morning, newest first; the export is not in itself.
-    assert_eq!(swedish.len(), 8);
+    // The eleven events of the morning (the seven changes, two sign-ins, the editor's
+    // invitation and joining), newest first; the export is not in itself.
+    assert_eq!(swedish.len(), 12);
     let newest = &swedish[1];
     assert_eq!(newest[0], "2026-11-21 09:06:00");
     assert_eq!(newest[1], owner.user.to_string());
@@ -422,8 +436,8 @@ async fn the_export_speaks_swedish_and_english_and_is_recorded() {
     assert_eq!(newest[5], "127.0.0.1");
     let after: Value = serde_json::from_str(&newest[10]).unwrap();
     assert_eq!(after["notes"], "Checked");
-    assert_eq!(swedish[7][2], "organization.created");
-    assert_eq!(swedish[7][0], "2026-11-21 09:00:00");
+    assert_eq!(swedish[11][2], "organization.created");
+    assert_eq!(swedish[11][0], "2026-11-21 09:00:00");
 
     app.clock.advance(Duration::minutes(1));
     let english = export(
@@ -449,7 +463,7 @@ async fn the_export_speaks_swedish_and_english_and_is_recorded() {
         exports[0]["after"]["filter"]["target"],
         format!("contract:{a}")
     );
-    assert_eq!(exports[1]["after"]["rows"], 7);
+    assert_eq!(exports[1]["after"]["rows"], 11);
     assert!(exports[1]["after"]["filter"]["target"].is_null());
     for event in exports {
         assert_eq!(event["actorId"], owner.user.to_string());
@@ -597,13 +611,13 @@ async fn only_owners_and_admins_read_the_trail_and_refusals_are_recorded() {
         assert_eq!(events(&page).len(), 3, "{role}");
     }
 
-    // Every refusal is in the trail, as `denied`, with who tried.
-    let refusals = audit(&app, &owner.token, &[("action", "audit.")]).await;
+    // Every refusal is in the trail, as `denied`, with who tried and what.
+    let refusals = audit(&app, &owner.token, &[("action", "request.denied")]).await;
     let seen: Vec<(&str, &str)> = events(&refusals)
         .iter()
         .map(|event| {
             (
-                event["action"].as_str().unwrap(),
+                event["target"].as_str().unwrap(),
                 event["outcome"].as_str().unwrap(),
             )
         })
@@ -611,11 +625,11 @@ async fn only_owners_and_admins_read_the_trail_and_refusals_are_recorded() {
     assert_eq!(
         seen,
         [
-            ("audit.read", "denied"),
-            ("audit.exported", "denied"),
-            ("audit.read", "denied"),
-            ("audit.exported", "denied"),
-            ("audit.read", "denied"),
+            ("route:GET /audit", "denied"),
+            ("route:GET /audit/export", "denied"),
+            ("route:GET /audit", "denied"),
+            ("route:GET /audit/export", "denied"),
+            ("route:GET /audit", "denied"),
         ]
     );
     let actors: Vec<&str> = events(&refusals)
@@ -634,6 +648,6 @@ async fn only_owners_and_admins_read_the_trail_and_refusals_are_recorded() {
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
         problem(response, StatusCode::UNAUTHORIZED).await;
     }
-    let after = audit(&app, &owner.token, &[("action", "audit.")]).await;
+    let after = audit(&app, &owner.token, &[("action", "request.denied")]).await;
     assert_eq!(events(&after).len(), 5);
 }

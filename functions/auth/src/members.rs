@@ -117,7 +117,7 @@ pub(crate) async fn accept_invitation(
     Origin(origin): Origin,
     body: JsonBody<Acceptance>,
 ) -> Result<Response, ApiError> {
-    let user = state.members.accept(body.value).await?;
+    let user = state.members.accept(body.value, &origin).await?;
     let mut response = open_session(&state, &user, "invitation", &origin).await?;
     *response.status_mut() = StatusCode::CREATED;
     response

@@ -223,6 +223,7 @@ pub mod testing {
                     "password": "Vinterljus-over-Kiruna-2026",
                 }))
                 .unwrap_or_else(|e| panic!("acceptance: {e}")),
+                &Default::default(),
             )
             .await
             .unwrap_or_else(|e| panic!("acceptance: {e}"));

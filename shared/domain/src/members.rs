@@ -188,7 +188,11 @@ impl MemberService {
 
     /// Joins the organization of the invitation `acceptance.token` names: creates the
     /// user with the invited role. The invitation is used up.
-    pub async fn accept(&self, acceptance: Acceptance) -> Result<User, MemberError> {
+    pub async fn accept(
+        &self,
+        acceptance: Acceptance,
+        request: &crate::audit::RequestInfo,
+    ) -> Result<User, MemberError> {
         let (tenant, id, secret) =
             parse_token(&acceptance.token).ok_or(MemberError::InvitationInvalid)?;
         let now = self.clock.now();
@@ -244,7 +248,7 @@ impl MemberService {
             tenant,
             user: user.id,
             role: user.role,
-            request: Default::default(),
+            request: request.clone(),
         };
         let audit = AuditEvent::change(
             &actor,
