@@ -404,3 +404,15 @@ async fn a_password_reset_link_works_once_and_ends_every_session() {
     .await;
     sign_in(&app, &owner.email, "Midnattssol-i-Lofoten-2027").await;
 }
+
+#[tokio::test]
+async fn two_refreshes_racing_with_one_token_cannot_both_win() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let tokens = sign_in(&app, &owner.email, PASSWORD).await;
+    let token = text(&tokens, "refreshToken");
+    let (a, b) = tokio::join!(refresh(&app, token), refresh(&app, token));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::UNAUTHORIZED]);
+}

@@ -148,9 +148,16 @@ async fn a_rebuild_keeps_the_best_and_deletions_that_drain_the_list_rebuild_it()
     assert_eq!(s.savings_entries().await, count);
     assert_eq!(s.top().await, expected_top(&register));
 
+    let epoch_version = || async {
+        let key = keys::portfolio_epoch(s.actor.tenant);
+        s.table.get(&key).await.unwrap().unwrap().version
+    };
+    let before = epoch_version().await;
     let report = s.portfolio.recompute(&s.actor).await.unwrap();
     assert_eq!(report.differences, []);
     assert_eq!(s.savings_entries().await, SAVINGS_KEPT);
+    // A new epoch is a new version: changes counted against the old one are fenced off.
+    assert_eq!(epoch_version().await, before + 1);
     assert_eq!(s.top().await, expected_top(&register));
 
     // Take the best away one at a time: the list holds the true top ten while enough

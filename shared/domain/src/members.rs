@@ -264,7 +264,7 @@ impl MemberService {
         );
         let ops = vec![
             WriteOp::Put {
-                item: invitation_item(tenant, &record)?,
+                item: invitation_item(tenant, &record)?.with_version(version + 1),
                 condition: Condition::VersionIs(version),
             },
             WriteOp::Put {
@@ -391,7 +391,8 @@ impl MemberService {
             let mut ops = vec![
                 // Bumps the organization's version: the owners counted above still hold.
                 WriteOp::Put {
-                    item: Item::new(organization_key, organization.attributes.clone()),
+                    item: Item::new(organization_key, organization.attributes.clone())
+                        .with_version(organization.version + 1),
                     condition: Condition::VersionIs(organization.version),
                 },
                 audit.write_op(),
@@ -399,7 +400,7 @@ impl MemberService {
             let user_key = keys::user(actor.tenant, member);
             match &changed {
                 Some(changed) => ops.push(WriteOp::Put {
-                    item: Item::new(user_key, to_attributes(changed)?),
+                    item: Item::new(user_key, to_attributes(changed)?).with_version(version + 1),
                     condition: Condition::VersionIs(version),
                 }),
                 None => {

@@ -186,7 +186,7 @@ impl PasswordResets {
             .table
             .transact_write(vec![
                 WriteOp::Put {
-                    item: reset_item(tenant, &reset)?,
+                    item: reset_item(tenant, &reset)?.with_version(version + 1),
                     condition: Condition::VersionIs(version),
                 },
                 WriteOp::Update(update),

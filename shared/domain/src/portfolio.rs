@@ -1065,13 +1065,19 @@ pub async fn prepare_bulk(
         && floor > epoch.savings_floor.unwrap_or(1)
     {
         epoch.savings_floor = Some(floor);
-        let item = Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?);
+        let item = Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?)
+            .with_version(version + 1);
         match table.put(item, Condition::VersionIs(version)).await {
             Ok(()) | Err(StoreError::ConditionFailed) => {}
             Err(other) => return Err(other),
         }
     }
     Ok(facts)
+}
+
+/// The version an item written over `current` (`None`: a new item) gets.
+fn next_version(current: Option<u64>) -> u64 {
+    current.map_or(1, |version| version + 1)
 }
 
 /// Contracts of an import whose facts [`prepare_bulk`] computes to set the floor.
@@ -1345,7 +1351,8 @@ pub async fn fold_pending(table: &dyn Table, tenant: TenantId) -> Result<(), Por
             });
         }
         ops.push(WriteOp::Put {
-            item: Item::new(keys::portfolio_totals(tenant), folded.to_attributes()),
+            item: Item::new(keys::portfolio_totals(tenant), folded.to_attributes())
+                .with_version(version + 1),
             condition: Condition::VersionIs(version),
         });
         match table.transact_write(ops).await {
@@ -1550,15 +1557,19 @@ impl PortfolioService {
             self.write_in_batches(puts).await?;
 
             let flip = vec![
+                // A put under a version condition stores the next version itself: the
+                // ledger's fence and the next rebuild's check rely on it moving.
                 WriteOp::Put {
-                    item: Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?),
+                    item: Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?)
+                        .with_version(next_version(stored.epoch.as_ref().map(|(_, v)| *v))),
                     condition: match &stored.epoch {
                         Some((_, version)) => Condition::VersionIs(*version),
                         None => Condition::NotExists,
                     },
                 },
                 WriteOp::Put {
-                    item: Item::new(keys::portfolio_totals(tenant), totals.to_attributes()),
+                    item: Item::new(keys::portfolio_totals(tenant), totals.to_attributes())
+                        .with_version(next_version(stored.totals.as_ref().map(|(_, v)| *v))),
                     condition: match &stored.totals {
                         Some((_, version)) => Condition::VersionIs(*version),
                         None => Condition::NotExists,

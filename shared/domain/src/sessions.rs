@@ -248,7 +248,10 @@ impl SessionService {
         record.refreshed_at = now;
         match self
             .table
-            .put(record_item(&record)?, Condition::VersionIs(version))
+            .put(
+                record_item(&record)?.with_version(version + 1),
+                Condition::VersionIs(version),
+            )
             .await
         {
             Ok(()) => {}
