@@ -26,4 +26,5 @@ pub mod sessions;
 pub mod sso;
 pub mod store;
 pub mod totp;
+pub mod two_factor;
 pub mod validation;
