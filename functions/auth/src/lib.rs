@@ -1,10 +1,11 @@
 //! The auth function: sign-up of an organization with its owner, sign-in and sessions
-//! (`sessions`), members and invitations (`members`), the caller's profile, and the
-//! organization's audit trail (`audit`).
+//! (`sessions`), two-factor login (`two_factor`), members and invitations (`members`),
+//! the caller's profile, and the organization's audit trail (`audit`).
 
 mod audit;
 mod members;
 mod sessions;
+mod two_factor;
 
 use api::caller::Origin;
 use api::openapi::CommonParts;
@@ -23,6 +24,7 @@ use domain::mail::Mailer;
 use domain::members::MemberService;
 use domain::organization::Organization;
 use domain::store::Table;
+use domain::two_factor::TwoFactorService;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};
@@ -31,6 +33,7 @@ use utoipa::{OpenApi, ToSchema};
 pub struct AuthState {
     accounts: Arc<AccountService>,
     members: Arc<MemberService>,
+    two_factor: Arc<TwoFactorService>,
     auth: Arc<Authenticator>,
     mailer: Arc<dyn Mailer>,
     /// Where the web app lives: mailed links point there.
@@ -49,6 +52,7 @@ impl AuthState {
         Self {
             audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
+            two_factor: Arc::new(TwoFactorService::new(table.clone(), clock.clone())),
             members: Arc::new(MemberService::new(table, clock)),
             auth,
             mailer,
@@ -78,6 +82,12 @@ pub fn router(state: AuthState) -> Router {
         )
         .route("/me", get(me))
         .route("/me/password", post(sessions::change_password))
+        .route(
+            "/me/2fa",
+            post(two_factor::begin_two_factor).delete(two_factor::disable_two_factor),
+        )
+        .route("/me/2fa/confirm", post(two_factor::confirm_two_factor))
+        .route("/auth/2fa/verify", post(two_factor::verify_two_factor))
         .route("/members", get(members::list_members))
         .route("/members/invitations", post(members::invite_member))
         .route(
@@ -100,6 +110,10 @@ pub fn router(state: AuthState) -> Router {
         sessions::log_out_everywhere,
         me,
         sessions::change_password,
+        two_factor::begin_two_factor,
+        two_factor::confirm_two_factor,
+        two_factor::disable_two_factor,
+        two_factor::verify_two_factor,
         members::list_members,
         members::invite_member,
         members::accept_invitation,
@@ -112,6 +126,12 @@ pub fn router(state: AuthState) -> Router {
         sessions::RefreshRequest,
         sessions::PasswordChange,
         sessions::TokenResponse,
+        sessions::TwoFactorChallenge,
+        sessions::LoginAnswer,
+        two_factor::EnrolmentView,
+        two_factor::CodeRequest,
+        two_factor::RecoveryCodesView,
+        two_factor::VerifyRequest,
         members::InvitationRequest,
         members::RoleChange,
         domain::members::Invitation,

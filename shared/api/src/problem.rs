@@ -110,6 +110,16 @@ pub enum ApiError {
     InvitationInvalid,
     #[error("the last owner")]
     LastOwner,
+    /// A second-factor code that is malformed, wrong, expired or already used.
+    #[error("two-factor code not accepted")]
+    TwoFactorCodeInvalid,
+    #[error("two-factor login is already on")]
+    TwoFactorAlreadyEnabled,
+    #[error("two-factor login is not on")]
+    TwoFactorNotEnabled,
+    /// Too many wrong codes in a row; answered with `Retry-After`.
+    #[error("two-factor codes locked for {retry_after_seconds} s")]
+    TwoFactorLocked { retry_after_seconds: i64 },
     #[error("the mail could not be sent")]
     MailUnavailable,
     #[error("no schedule: {0}")]
@@ -166,6 +176,10 @@ impl ApiError {
             ConcurrentChange => (StatusCode::CONFLICT, "concurrent-change"),
             InvitationInvalid => (StatusCode::GONE, "invitation-invalid"),
             LastOwner => (StatusCode::CONFLICT, "last-owner"),
+            TwoFactorCodeInvalid => (StatusCode::UNAUTHORIZED, "two-factor-code-invalid"),
+            TwoFactorAlreadyEnabled => (StatusCode::CONFLICT, "two-factor-already-enabled"),
+            TwoFactorNotEnabled => (StatusCode::CONFLICT, "two-factor-not-enabled"),
+            TwoFactorLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "two-factor-locked"),
             MailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "mail-unavailable"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
             NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
@@ -350,6 +364,14 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable | ApiError::ConcurrentChange => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            ApiError::TwoFactorLocked {
+                retry_after_seconds,
+            } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(*retry_after_seconds.max(&1)),
+                );
+            }
             _ => {}
         }
         response
@@ -513,6 +535,29 @@ impl From<AccountError> for ApiError {
             AccountError::Contention => ApiError::ConcurrentChange,
             AccountError::Store(error) => error.into(),
             AccountError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<domain::two_factor::TwoFactorError> for ApiError {
+    fn from(error: domain::two_factor::TwoFactorError) -> Self {
+        use domain::two_factor::TwoFactorError;
+        match error {
+            TwoFactorError::AlreadyEnabled => ApiError::TwoFactorAlreadyEnabled,
+            TwoFactorError::NotEnabled => ApiError::TwoFactorNotEnabled,
+            TwoFactorError::InvalidCode(_) => ApiError::TwoFactorCodeInvalid,
+            TwoFactorError::Locked {
+                retry_after_seconds,
+            } => ApiError::TwoFactorLocked {
+                retry_after_seconds,
+            },
+            // The token named a user who is gone.
+            TwoFactorError::UserNotFound => ApiError::Unauthorized {
+                token_present: true,
+            },
+            TwoFactorError::Contention => ApiError::ConcurrentChange,
+            TwoFactorError::Internal(cause) => ApiError::internal(cause),
+            TwoFactorError::Store(error) => error.into(),
         }
     }
 }

@@ -98,9 +98,9 @@ pub enum TwoFactorError {
     /// The code is malformed, wrong, expired or already used.
     #[error("the code is not valid: {0}")]
     InvalidCode(CodeRefusal),
-    /// Too many wrong codes in a row; codes are refused until `until`.
-    #[error("too many wrong codes; try again after {until}")]
-    Locked { until: DateTime<Utc> },
+    /// Too many wrong codes in a row; codes are refused for this many more seconds.
+    #[error("too many wrong codes; try again in {retry_after_seconds} s")]
+    Locked { retry_after_seconds: i64 },
     /// The user is gone.
     #[error("the user does not exist")]
     UserNotFound,
@@ -428,7 +428,12 @@ impl TwoFactorService {
         self.write(actor, |stored, now| {
             if let Some(until) = stored.record.locked_until(now) {
                 let audit = failure_event(actor, now, purpose, "locked");
-                return Decision::Refused(vec![audit.write_op()], TwoFactorError::Locked { until });
+                return Decision::Refused(
+                    vec![audit.write_op()],
+                    TwoFactorError::Locked {
+                        retry_after_seconds: (until - now).num_seconds().max(1),
+                    },
+                );
             }
             match decide(stored, now) {
                 Ok((ops, answer)) => Decision::Done(ops, answer),
