@@ -1,10 +1,11 @@
 //! The auth function: sign-up of an organization with its owner, sign-in and sessions
-//! (`sessions`), members and invitations (`members`), the caller's profile, and the
-//! organization's audit trail (`audit`).
+//! (`sessions`), two-factor login (`two_factor`), members and invitations (`members`),
+//! the caller's profile, and the organization's audit trail (`audit`).
 
 mod audit;
 mod members;
 mod sessions;
+mod two_factor;
 
 use api::caller::Origin;
 use api::openapi::CommonParts;
@@ -25,6 +26,7 @@ use domain::organization::Organization;
 use domain::password_reset::PasswordResets;
 use domain::store::Table;
 use domain::throttle::{LoginThrottle, ThrottleLimits};
+use domain::two_factor::TwoFactorService;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::{OpenApi, ToSchema};
@@ -33,6 +35,7 @@ use utoipa::{OpenApi, ToSchema};
 pub struct AuthState {
     accounts: Arc<AccountService>,
     members: Arc<MemberService>,
+    two_factor: Arc<TwoFactorService>,
     auth: Arc<Authenticator>,
     mailer: Arc<dyn Mailer>,
     throttle: Arc<LoginThrottle>,
@@ -53,6 +56,7 @@ impl AuthState {
         Self {
             audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
+            two_factor: Arc::new(TwoFactorService::new(table.clone(), clock.clone())),
             members: Arc::new(MemberService::new(table.clone(), clock.clone())),
             auth,
             mailer,
@@ -92,6 +96,12 @@ pub fn router(state: AuthState) -> Router {
             "/auth/password-reset/confirm",
             post(sessions::complete_password_reset),
         )
+        .route(
+            "/me/2fa",
+            post(two_factor::begin_two_factor).delete(two_factor::disable_two_factor),
+        )
+        .route("/me/2fa/confirm", post(two_factor::confirm_two_factor))
+        .route("/auth/2fa/verify", post(two_factor::verify_two_factor))
         .route("/members", get(members::list_members))
         .route("/members/invitations", post(members::invite_member))
         .route(
@@ -116,6 +126,10 @@ pub fn router(state: AuthState) -> Router {
         sessions::change_password,
         sessions::request_password_reset,
         sessions::complete_password_reset,
+        two_factor::begin_two_factor,
+        two_factor::confirm_two_factor,
+        two_factor::disable_two_factor,
+        two_factor::verify_two_factor,
         members::list_members,
         members::invite_member,
         members::accept_invitation,
@@ -130,6 +144,12 @@ pub fn router(state: AuthState) -> Router {
         sessions::ResetRequest,
         sessions::ResetCompletion,
         sessions::TokenResponse,
+        sessions::TwoFactorChallenge,
+        sessions::LoginAnswer,
+        two_factor::EnrolmentView,
+        two_factor::CodeRequest,
+        two_factor::RecoveryCodesView,
+        two_factor::VerifyRequest,
         members::InvitationRequest,
         members::RoleChange,
         domain::members::Invitation,

@@ -64,6 +64,30 @@ pub struct TokenResponse {
     pub refresh_expires_at: DateTime<Utc>,
 }
 
+/// The answer to a correct password of a user with two-factor login: no session yet,
+/// only a token for `POST /auth/2fa/verify`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwoFactorChallenge {
+    /// Always `true`: send a code to `POST /auth/2fa/verify`.
+    pub two_factor_required: bool,
+    /// Accepted only by `POST /auth/2fa/verify`; refused as a bearer token everywhere.
+    pub pending_token: String,
+    /// Seconds until the pending token expires.
+    #[schema(example = 300)]
+    pub expires_in: i64,
+}
+
+/// What a login answers: tokens, or a two-factor challenge. Only the API description
+/// uses it; the handler builds each answer directly.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Tokens(TokenResponse),
+    TwoFactor(TwoFactorChallenge),
+}
+
 /// The tokens of `user`'s session `issued`, not to be cached (RFC 6749 §5.1).
 pub(crate) fn tokens_response(
     state: &AuthState,
@@ -121,7 +145,8 @@ fn session_error(error: SessionError) -> ApiError {
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in; or, for a user with two-factor login, a \
+            challenge whose pending token goes to `POST /auth/2fa/verify`", body = LoginAnswer),
         (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)",
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed sign-ins for this account or from this address; `Retry-After` says when to try again",
@@ -139,18 +164,35 @@ pub(crate) async fn log_in(
             retry_after_seconds: throttled.retry_after_seconds,
         });
     }
-    match state
+    let user = match state
         .accounts
         .log_in(email, &body.value.password, &origin)
         .await
     {
-        Ok(user) => open_session(&state, &user, "password", &origin).await,
+        Ok(user) => user,
         Err(AccountError::InvalidCredentials) => {
             state.throttle.record_failure(email, address).await?;
-            Err(ApiError::InvalidCredentials)
+            return Err(ApiError::InvalidCredentials);
         }
-        Err(other) => Err(other.into()),
+        Err(other) => return Err(other.into()),
+    };
+    if state.two_factor.is_enabled(user.tenant_id, user.id).await? {
+        let pending = state
+            .auth
+            .tokens()
+            .issue_pending(user.id, user.tenant_id, user.role)
+            .map_err(ApiError::internal)?;
+        return Ok((
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Json(TwoFactorChallenge {
+                two_factor_required: true,
+                pending_token: pending.token,
+                expires_in: pending.expires_in,
+            }),
+        )
+            .into_response());
     }
+    open_session(&state, &user, "password", &origin).await
 }
 
 /// Trade a refresh token for new tokens. The refresh token is used up; presenting it

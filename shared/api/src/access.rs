@@ -65,10 +65,16 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/auth/invitations/accept", Public),
     route("POST", "/auth/password-reset", Public),
     route("POST", "/auth/password-reset/confirm", Public),
+    // The pending token of a password login is in the body, not a bearer: only this
+    // route reads it.
+    route("POST", "/auth/2fa/verify", Public),
     route("POST", "/auth/logout", SignedIn),
     route("POST", "/auth/logout-everywhere", SignedIn),
     route("GET", "/me", SignedIn),
     route("POST", "/me/password", SignedIn),
+    route("POST", "/me/2fa", SignedIn),
+    route("DELETE", "/me/2fa", SignedIn),
+    route("POST", "/me/2fa/confirm", SignedIn),
     // Members and the audit log.
     route("GET", "/members", Requires(ReadMembers)),
     route("POST", "/members/invitations", Requires(ManageMembers)),

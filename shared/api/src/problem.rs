@@ -112,6 +112,16 @@ pub enum ApiError {
     LastOwner,
     #[error("the reset link is not valid")]
     ResetLinkInvalid,
+    /// A second-factor code that is malformed, wrong, expired or already used.
+    #[error("two-factor code not accepted")]
+    TwoFactorCodeInvalid,
+    #[error("two-factor login is already on")]
+    TwoFactorAlreadyEnabled,
+    #[error("two-factor login is not on")]
+    TwoFactorNotEnabled,
+    /// Too many wrong codes in a row; answered with `Retry-After`.
+    #[error("two-factor codes locked for {retry_after_seconds} s")]
+    TwoFactorLocked { retry_after_seconds: i64 },
     #[error("the mail could not be sent")]
     MailUnavailable,
     #[error("too many failed sign-ins")]
@@ -171,6 +181,10 @@ impl ApiError {
             InvitationInvalid => (StatusCode::GONE, "invitation-invalid"),
             LastOwner => (StatusCode::CONFLICT, "last-owner"),
             ResetLinkInvalid => (StatusCode::GONE, "reset-link-invalid"),
+            TwoFactorCodeInvalid => (StatusCode::UNAUTHORIZED, "two-factor-code-invalid"),
+            TwoFactorAlreadyEnabled => (StatusCode::CONFLICT, "two-factor-already-enabled"),
+            TwoFactorNotEnabled => (StatusCode::CONFLICT, "two-factor-not-enabled"),
+            TwoFactorLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "two-factor-locked"),
             MailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "mail-unavailable"),
             TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
@@ -364,6 +378,14 @@ impl IntoResponse for ApiError {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
             }
+            ApiError::TwoFactorLocked {
+                retry_after_seconds,
+            } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(*retry_after_seconds.max(&1)),
+                );
+            }
             _ => {}
         }
         response
@@ -527,6 +549,29 @@ impl From<AccountError> for ApiError {
             AccountError::Contention => ApiError::ConcurrentChange,
             AccountError::Store(error) => error.into(),
             AccountError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<domain::two_factor::TwoFactorError> for ApiError {
+    fn from(error: domain::two_factor::TwoFactorError) -> Self {
+        use domain::two_factor::TwoFactorError;
+        match error {
+            TwoFactorError::AlreadyEnabled => ApiError::TwoFactorAlreadyEnabled,
+            TwoFactorError::NotEnabled => ApiError::TwoFactorNotEnabled,
+            TwoFactorError::InvalidCode(_) => ApiError::TwoFactorCodeInvalid,
+            TwoFactorError::Locked {
+                retry_after_seconds,
+            } => ApiError::TwoFactorLocked {
+                retry_after_seconds,
+            },
+            // The token named a user who is gone.
+            TwoFactorError::UserNotFound => ApiError::Unauthorized {
+                token_present: true,
+            },
+            TwoFactorError::Contention => ApiError::ConcurrentChange,
+            TwoFactorError::Internal(cause) => ApiError::internal(cause),
+            TwoFactorError::Store(error) => error.into(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! |---------------------|-----------------------|-------------------------------------|------------------|--------------------|
 //! | organization        | `T#<tenant>`          | `ORG`                               |                  |                    |
 //! | user                | `T#<tenant>`          | `USER#<user>`                       |                  |                    |
+//! | user's 2FA (TOTP)   | `T#<tenant>`          | `TOTP#<user>`                       |                  |                    |
 //! | contract            | `T#<tenant>`          | `CONTRACT#<contract>`               | `T#<tenant>#END` | `<endDate>#<id>`   |
 //! | contract number     | `T#<tenant>`          | `CONTRACTNO#<NUMBER>` (unique)      |                  |                    |
 //! | audit event         | `T#<tenant>`          | `AUDIT#<time>#<event>`              |                  |                    |
@@ -29,6 +30,7 @@
 //! Access patterns (no scan anywhere):
 //! - log in by e-mail: get `EMAIL#<email>`, then get the user;
 //! - the caller and their organization: get `USER#<user>` and `ORG`;
+//! - a user's two-factor state (login, enrolment, verification): get `TOTP#<user>`;
 //! - one contract: get `CONTRACT#<id>`;
 //! - contract list in creation order: query `T#<tenant>` with prefix `CONTRACT#`;
 //! - contracts by end date (`endsBefore`, status `ending`/`extended`): query `gsi1`
@@ -82,6 +84,12 @@ pub fn password_reset(tenant: TenantId, reset: uuid::Uuid) -> Key {
         tenant_partition(tenant),
         format!("RESET#{}", reset.simple()),
     )
+}
+
+/// A user's two-factor state, beside the user record so that a code check (a write on
+/// every login) never races a profile or role change for the user record's version.
+pub fn two_factor(tenant: TenantId, user: UserId) -> Key {
+    Key::new(tenant_partition(tenant), format!("TOTP#{user}"))
 }
 
 pub fn invitation(tenant: TenantId, invitation: uuid::Uuid) -> Key {

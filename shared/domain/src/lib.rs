@@ -28,4 +28,5 @@ pub mod sso;
 pub mod store;
 pub mod throttle;
 pub mod totp;
+pub mod two_factor;
 pub mod validation;
