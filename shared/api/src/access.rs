@@ -141,6 +141,11 @@ async fn enforce(State(auth): State<Arc<Authenticator>>, request: Request, next:
     let method = request.method().as_str().to_owned();
     let access = match access_of(&method, &path) {
         Some(access) => access,
+        // A method the route does not serve: what the router would answer, and no
+        // handler the matrix does not name is ever reached.
+        None if ROUTES.iter().any(|route| route.path == path) => {
+            return ApiError::MethodNotAllowed(method).into_response();
+        }
         None => {
             return ApiError::internal(format!(
                 "{method} {path} is missing from the access matrix"
