@@ -23,6 +23,7 @@ pub mod portfolio;
 pub mod queue;
 pub mod rates;
 pub mod schedule;
+mod secret_token;
 pub mod sessions;
 pub mod sso;
 pub mod store;

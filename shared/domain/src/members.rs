@@ -16,15 +16,13 @@ use crate::audit::{Actor, AuditEvent};
 use crate::clock::Clock;
 use crate::ids::{TenantId, UserId};
 use crate::keys;
+use crate::secret_token::SecretToken;
 use crate::store::{
     Condition, Item, Query, StoreError, Table, WriteOp, from_item, query_all, to_attributes,
 };
 use crate::validation::{FieldIssue, ValidationErrors, text};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// How long an invitation link works.
@@ -130,11 +128,11 @@ impl MemberService {
             MemberError::Invalid(errors)
         })?;
         let now = self.clock.now();
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| MemberError::Internal(e.to_string()))?;
-        let secret = URL_SAFE_NO_PAD.encode(secret);
+        let id = uuid::Uuid::now_v7();
+        let token = SecretToken::generate(actor.tenant, id.simple().to_string())
+            .map_err(|e| MemberError::Internal(e.to_string()))?;
         let invitation = Invitation {
-            id: uuid::Uuid::now_v7(),
+            id,
             email,
             role,
             invited_by: actor.user,
@@ -144,7 +142,7 @@ impl MemberService {
         };
         let record = InvitationRecord {
             invitation: invitation.clone(),
-            secret_hash: hash(&secret),
+            secret_hash: token.hash(),
         };
         let audit = AuditEvent::change(
             actor,
@@ -164,11 +162,7 @@ impl MemberService {
             ])
             .await?;
         Ok(Invited {
-            token: format!(
-                "{TOKEN_PREFIX}.{}.{}.{secret}",
-                actor.tenant,
-                invitation.id.simple()
-            ),
+            token: token.format(TOKEN_PREFIX),
             invitation,
         })
     }
@@ -193,8 +187,10 @@ impl MemberService {
         acceptance: Acceptance,
         request: &crate::audit::RequestInfo,
     ) -> Result<User, MemberError> {
-        let (tenant, id, secret) =
-            parse_token(&acceptance.token).ok_or(MemberError::InvitationInvalid)?;
+        let token = SecretToken::parse(TOKEN_PREFIX, &acceptance.token)
+            .ok_or(MemberError::InvitationInvalid)?;
+        let tenant = token.tenant;
+        let id = uuid::Uuid::try_parse(&token.id).map_err(|_| MemberError::InvitationInvalid)?;
         let now = self.clock.now();
         let key = keys::invitation(tenant, id);
         let Some(item) = self.table.get(&key).await? else {
@@ -202,13 +198,7 @@ impl MemberService {
         };
         let version = item.version;
         let mut record: InvitationRecord = from_item(item)?;
-        let matches: bool = {
-            use subtle::ConstantTimeEq;
-            hash(&secret)
-                .as_bytes()
-                .ct_eq(record.secret_hash.as_bytes())
-                .into()
-        };
+        let matches = token.matches(&record.secret_hash);
         if !matches
             || record.invitation.accepted_at.is_some()
             || now >= record.invitation.expires_at
@@ -446,20 +436,6 @@ fn require(actor: &Actor, permission: Permission) -> Result<(), MemberError> {
     }
 }
 
-fn hash(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn parse_token(token: &str) -> Option<(TenantId, uuid::Uuid, String)> {
-    let mut parts = token.trim().split('.');
-    let (prefix, tenant, id, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if prefix != TOKEN_PREFIX || parts.next().is_some() || secret.len() != 43 {
-        return None;
-    }
-    let id = uuid::Uuid::try_parse(id).ok()?;
-    Some((tenant.parse().ok()?, id, secret.to_owned()))
-}
-
 fn invitation_item(tenant: TenantId, record: &InvitationRecord) -> Result<Item, StoreError> {
     // The table forgets it a month after it expires; `accept` never trusts the TTL.
     let ttl = (record.invitation.expires_at + Duration::days(30)).timestamp();
@@ -468,23 +444,4 @@ fn invitation_item(tenant: TenantId, record: &InvitationRecord) -> Result<Item, 
         to_attributes(record)?,
     )
     .expiring_at(ttl))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invitation_tokens_parse_only_in_their_own_form() {
-        let tenant = TenantId::generate();
-        let id = uuid::Uuid::now_v7();
-        let secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        let token = format!("{TOKEN_PREFIX}.{tenant}.{}.{secret}", id.simple());
-        assert_eq!(parse_token(&token), Some((tenant, id, secret.clone())));
-        // A refresh token has the same shape under another prefix: never an invitation.
-        let refresh = format!("ldr1.{tenant}.{}.{secret}", id.simple());
-        assert_eq!(parse_token(&refresh), None);
-        assert_eq!(parse_token(&format!("{token}.x")), None);
-        assert_eq!(parse_token("eyJhbGciOiJIUzI1NiJ9.e30.c2ln"), None);
-    }
 }

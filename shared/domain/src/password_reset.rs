@@ -11,13 +11,11 @@ use crate::audit::{Actor, AuditEvent, RequestInfo};
 use crate::clock::Clock;
 use crate::ids::TenantId;
 use crate::keys;
+use crate::secret_token::SecretToken;
 use crate::store::{Condition, Item, StoreError, Table, WriteOp, from_item, to_attributes};
 use crate::validation::ValidationErrors;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// How long a reset link works.
@@ -90,15 +88,15 @@ impl PasswordResets {
         };
         let (tenant, user) = (record.user.tenant_id, record.user.id);
         let now = self.clock.now();
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| ResetError::Internal(e.to_string()))?;
-        let secret = URL_SAFE_NO_PAD.encode(secret);
+        let id = uuid::Uuid::now_v7();
+        let token = SecretToken::generate(tenant, id.simple().to_string())
+            .map_err(|e| ResetError::Internal(e.to_string()))?;
         let reset = ResetRecord {
-            id: uuid::Uuid::now_v7(),
+            id,
             user_id: user,
             created_at: now,
             expires_at: now + Duration::minutes(RESET_MINUTES),
-            secret_hash: hash(&secret),
+            secret_hash: token.hash(),
             used_at: None,
         };
         let audit = AuditEvent::change(
@@ -119,7 +117,7 @@ impl PasswordResets {
             ])
             .await?;
         Ok(Some(ResetIssued {
-            token: format!("{TOKEN_PREFIX}.{tenant}.{}.{secret}", reset.id.simple()),
+            token: token.format(TOKEN_PREFIX),
             expires_at: reset.expires_at,
             user: record.user,
         }))
@@ -133,7 +131,9 @@ impl PasswordResets {
         new_password: &str,
         request: &RequestInfo,
     ) -> Result<(), ResetError> {
-        let (tenant, id, secret) = parse_token(token).ok_or(ResetError::LinkInvalid)?;
+        let token = SecretToken::parse(TOKEN_PREFIX, token).ok_or(ResetError::LinkInvalid)?;
+        let tenant = token.tenant;
+        let id = uuid::Uuid::try_parse(&token.id).map_err(|_| ResetError::LinkInvalid)?;
         let now = self.clock.now();
         let key = keys::password_reset(tenant, id);
         let Some(item) = self.table.get(&key).await? else {
@@ -141,13 +141,7 @@ impl PasswordResets {
         };
         let version = item.version;
         let mut reset: ResetRecord = from_item(item)?;
-        let matches: bool = {
-            use subtle::ConstantTimeEq;
-            hash(&secret)
-                .as_bytes()
-                .ct_eq(reset.secret_hash.as_bytes())
-                .into()
-        };
+        let matches = token.matches(&reset.secret_hash);
         if !matches || reset.used_at.is_some() || now >= reset.expires_at {
             return Err(ResetError::LinkInvalid);
         }
@@ -211,23 +205,6 @@ fn actor_of(user: &User, request: &RequestInfo) -> Actor {
     }
 }
 
-fn hash(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn parse_token(token: &str) -> Option<(TenantId, uuid::Uuid, String)> {
-    let mut parts = token.trim().split('.');
-    let (prefix, tenant, id, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if prefix != TOKEN_PREFIX || parts.next().is_some() || secret.len() != 43 {
-        return None;
-    }
-    Some((
-        tenant.parse().ok()?,
-        uuid::Uuid::try_parse(id).ok()?,
-        secret.to_owned(),
-    ))
-}
-
 fn reset_item(tenant: TenantId, reset: &ResetRecord) -> Result<Item, StoreError> {
     let ttl = (reset.expires_at + Duration::days(1)).timestamp();
     Ok(Item::new(
@@ -235,21 +212,4 @@ fn reset_item(tenant: TenantId, reset: &ResetRecord) -> Result<Item, StoreError>
         to_attributes(reset)?,
     )
     .expiring_at(ttl))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reset_tokens_parse_only_in_their_own_form() {
-        let tenant = TenantId::generate();
-        let id = uuid::Uuid::now_v7();
-        let secret = URL_SAFE_NO_PAD.encode([9u8; 32]);
-        let token = format!("{TOKEN_PREFIX}.{tenant}.{}.{secret}", id.simple());
-        assert_eq!(parse_token(&token), Some((tenant, id, secret.clone())));
-        for other in ["ldi1", "ldr1"] {
-            assert_eq!(parse_token(&token.replacen(TOKEN_PREFIX, other, 1)), None);
-        }
-    }
 }

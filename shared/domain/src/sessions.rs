@@ -23,12 +23,10 @@ use crate::audit::{Actor, AuditEvent, RequestInfo};
 use crate::clock::Clock;
 use crate::ids::{SessionId, TenantId, UserId};
 use crate::keys;
+use crate::secret_token::SecretToken;
 use crate::store::{Condition, Item, StoreError, Table, Update, WriteOp, from_item, to_attributes};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// How long a session lasts from its sign-in, however often it is refreshed.
@@ -36,7 +34,6 @@ pub const SESSION_LIFETIME_DAYS: i64 = 30;
 /// Rotated secrets a session remembers, to recognise one coming back.
 const REMEMBERED_SECRETS: usize = 100;
 const TOKEN_PREFIX: &str = "ldr1";
-const SECRET_BYTES: usize = 32;
 
 /// A session as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,47 +107,10 @@ pub enum SessionError {
     Store(#[from] StoreError),
 }
 
-/// The parts of a refresh token.
-struct RefreshToken {
-    tenant: TenantId,
-    session: SessionId,
-    secret: String,
-}
-
-impl RefreshToken {
-    fn parse(token: &str) -> Option<Self> {
-        let mut parts = token.trim().split('.');
-        let (prefix, tenant, session, secret) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if prefix != TOKEN_PREFIX || parts.next().is_some() || secret.len() != 43 {
-            return None;
-        }
-        Some(Self {
-            tenant: tenant.parse().ok()?,
-            session: session.parse().ok()?,
-            secret: secret.to_owned(),
-        })
-    }
-
-    fn format(tenant: TenantId, session: SessionId, secret: &str) -> String {
-        format!("{TOKEN_PREFIX}.{tenant}.{session}.{secret}")
-    }
-}
-
-fn new_secret() -> Result<String, SessionError> {
-    let mut bytes = [0u8; SECRET_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| SessionError::Randomness(e.to_string()))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn hash_secret(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Compares two hashes without an early exit.
-fn same_hash(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+/// A fresh refresh token for `session` of `tenant`.
+fn new_token(tenant: TenantId, session: SessionId) -> Result<SecretToken, SessionError> {
+    SecretToken::generate(tenant, session.to_string())
+        .map_err(|e| SessionError::Randomness(e.to_string()))
 }
 
 pub struct SessionService {
@@ -176,16 +136,17 @@ impl SessionService {
             return Err(SessionError::Invalid);
         };
         let generation = from_item::<UserRecord>(stored)?.session_generation;
-        let secret = new_secret()?;
+        let id = SessionId::generate();
+        let token = new_token(user.tenant_id, id)?;
         let record = SessionRecord {
-            id: SessionId::generate(),
+            id,
             tenant_id: user.tenant_id,
             user_id: user.id,
             generation,
             created_at: now,
             expires_at: now + Duration::days(SESSION_LIFETIME_DAYS),
             refreshed_at: now,
-            secret_hash: hash_secret(&secret),
+            secret_hash: token.hash(),
             rotated: Vec::new(),
             revoked_at: None,
             revoked_reason: None,
@@ -210,7 +171,7 @@ impl SessionService {
             .await?;
         Ok(Issued {
             session: record.id,
-            refresh_token: RefreshToken::format(user.tenant_id, record.id, &secret),
+            refresh_token: token.format(TOKEN_PREFIX),
             expires_at: record.expires_at,
         })
     }
@@ -222,25 +183,25 @@ impl SessionService {
         token: &str,
         request: &RequestInfo,
     ) -> Result<Refreshed, SessionError> {
-        let token = RefreshToken::parse(token).ok_or(SessionError::Invalid)?;
+        let token = SecretToken::parse(TOKEN_PREFIX, token).ok_or(SessionError::Invalid)?;
+        let session_id: SessionId = token.id.parse().map_err(|_| SessionError::Invalid)?;
         let now = self.clock.now();
-        let (session, user) = self.read(token.tenant, token.session, None).await?;
+        let (session, user) = self.read(token.tenant, session_id, None).await?;
         let (Some((mut record, version)), Some(user)) = (session, user) else {
             return Err(SessionError::Invalid);
         };
         if record.user_id != user.user.id || !record.live_at(now, &user) {
             return Err(SessionError::Invalid);
         }
-        let presented = hash_secret(&token.secret);
-        if !same_hash(&presented, &record.secret_hash) {
-            if record.rotated.iter().any(|old| same_hash(old, &presented)) {
+        if !token.matches(&record.secret_hash) {
+            if record.rotated.iter().any(|old| token.matches(old)) {
                 self.revoke_reused(&record, &user.user, request).await?;
                 return Err(SessionError::Reused);
             }
             return Err(SessionError::Invalid);
         }
-        let secret = new_secret()?;
-        let previous = std::mem::replace(&mut record.secret_hash, hash_secret(&secret));
+        let next = new_token(record.tenant_id, record.id)?;
+        let previous = std::mem::replace(&mut record.secret_hash, next.hash());
         record.rotated.push(previous);
         if record.rotated.len() > REMEMBERED_SECRETS {
             record.rotated.remove(0);
@@ -265,7 +226,7 @@ impl SessionService {
         Ok(Refreshed {
             issued: Issued {
                 session: record.id,
-                refresh_token: RefreshToken::format(record.tenant_id, record.id, &secret),
+                refresh_token: next.format(TOKEN_PREFIX),
                 expires_at: record.expires_at,
             },
             user: user.user,
@@ -458,32 +419,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refresh_tokens_parse_only_in_their_own_form() {
+    fn refresh_tokens_name_their_session() {
         let (tenant, session) = (TenantId::generate(), SessionId::generate());
-        let secret = new_secret().unwrap();
-        let token = RefreshToken::format(tenant, session, &secret);
-        let parsed = RefreshToken::parse(&token).unwrap();
-        assert_eq!((parsed.tenant, parsed.session), (tenant, session));
-        assert_eq!(parsed.secret, secret);
-        for bad in [
-            String::new(),
-            token.replace("ldr1", "ldr2"),
-            format!("{token}.x"),
-            token[..token.len() - 1].to_owned(),
-            // An access token (a JWT) is three dot-separated parts, never four.
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln".to_owned(),
-        ] {
-            assert!(RefreshToken::parse(&bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn secrets_are_random_and_only_their_hash_is_kept() {
-        let (a, b) = (new_secret().unwrap(), new_secret().unwrap());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 43);
-        assert_ne!(hash_secret(&a), a);
-        assert!(same_hash(&hash_secret(&a), &hash_secret(&a)));
-        assert!(!same_hash(&hash_secret(&a), &hash_secret(&b)));
+        let token = new_token(tenant, session).unwrap().format(TOKEN_PREFIX);
+        let parsed = SecretToken::parse(TOKEN_PREFIX, &token).unwrap();
+        assert_eq!(parsed.tenant, tenant);
+        assert_eq!(parsed.id.parse::<SessionId>().unwrap(), session);
+        assert!(SecretToken::parse("ldi1", &token).is_none());
     }
 }
