@@ -303,3 +303,108 @@ async fn two_factor_is_turned_off_with_a_code_and_enrolment_needs_it_off() {
         .await;
     assert_eq!(log["events"][0]["after"]["method"], "totp", "{log}");
 }
+
+#[tokio::test]
+async fn an_organization_can_require_a_second_factor_of_every_member() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let require = |token: String| {
+        app.authed(&token, Method::PATCH, "/organization/settings")
+            .json(&json!({"requireTwoFactor": true}))
+            .send()
+    };
+    // Not without a second factor of one's own: nobody locks the organization out.
+    let body = problem(
+        require(owner.token.clone()).await.unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(
+        body["type"],
+        "https://leasedesk.se/problems/two-factor-first"
+    );
+
+    let viewer_email = format!("viewer-{}@nordlysfleet.se", std::process::id());
+    let response = app
+        .authed(&owner.token, Method::POST, "/members/invitations")
+        .json(&json!({"email": viewer_email, "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let invitation = app.invitation_token(&viewer_email).await;
+    let joined: Value = app
+        .request(Method::POST, "/auth/invitations/accept")
+        .json(&json!({"token": invitation, "name": "Vera Viewer", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = joined["accessToken"].as_str().unwrap().to_owned();
+    assert!(joined.get("twoFactorEnrolmentRequired").is_none());
+
+    enrol(&app, &owner).await;
+    let response = require(owner.token.clone()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let settings: Value = response.json().await.unwrap();
+    assert_eq!(settings["requireTwoFactor"], true);
+    // The viewer, without a second factor, was signed out.
+    let response = app
+        .authed(&before, Method::GET, "/me")
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::UNAUTHORIZED).await;
+
+    // Signing in again gives a session that serves only the set-up.
+    let login: Value = app
+        .request(Method::POST, "/auth/login")
+        .json(&json!({"email": viewer_email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(login["twoFactorEnrolmentRequired"], true, "{login}");
+    let viewer = Account {
+        token: login["accessToken"].as_str().unwrap().to_owned(),
+        email: viewer_email.clone(),
+        tenant: owner.tenant,
+        user: owner.user,
+    };
+    let response = app
+        .authed(&viewer.token, Method::GET, "/contracts")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, StatusCode::FORBIDDEN).await;
+    assert_eq!(
+        body["type"],
+        "https://leasedesk.se/problems/two-factor-required"
+    );
+    assert_eq!(
+        app.get_json(&viewer.token, "/me").await["user"]["role"],
+        "viewer"
+    );
+
+    // Once set up, the same session serves everything the role allows.
+    enrol(&app, &viewer).await;
+    app.get_json(&viewer.token, "/contracts").await;
+    // And the second factor cannot be turned off while it is required.
+    let response = app
+        .authed(&viewer.token, Method::DELETE, "/me/2fa")
+        .json(&json!({"code": "123456"}))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::FORBIDDEN).await;
+    let settings = app.get_json(&viewer.token, "/organization/settings").await;
+    assert_eq!(settings["requireTwoFactor"], true);
+    let log = app
+        .get_json(&owner.token, "/audit?action=organization.settings_changed")
+        .await;
+    assert_eq!(log["events"][0]["after"]["requireTwoFactor"], true, "{log}");
+}

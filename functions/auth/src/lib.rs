@@ -4,6 +4,7 @@
 
 mod audit;
 mod members;
+mod organization;
 mod sessions;
 mod two_factor;
 
@@ -22,6 +23,7 @@ use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
 use domain::mail::Mailer;
 use domain::members::MemberService;
+use domain::org_settings::OrganizationSettingsService;
 use domain::organization::Organization;
 use domain::password_reset::PasswordResets;
 use domain::store::Table;
@@ -40,6 +42,7 @@ pub struct AuthState {
     mailer: Arc<dyn Mailer>,
     throttle: Arc<LoginThrottle>,
     resets: Arc<PasswordResets>,
+    org_settings: Arc<OrganizationSettingsService>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
     audit: Arc<AuditLog>,
@@ -61,6 +64,10 @@ impl AuthState {
             auth,
             mailer,
             resets: Arc::new(PasswordResets::new(table.clone(), clock.clone())),
+            org_settings: Arc::new(OrganizationSettingsService::new(
+                table.clone(),
+                clock.clone(),
+            )),
             throttle: Arc::new(LoginThrottle::new(table, clock, ThrottleLimits::default())),
             app_url: app_url.trim_end_matches('/').into(),
         }
@@ -103,6 +110,11 @@ pub fn router(state: AuthState) -> Router {
         .route("/me/2fa/confirm", post(two_factor::confirm_two_factor))
         .route("/auth/2fa/verify", post(two_factor::verify_two_factor))
         .route("/members", get(members::list_members))
+        .route(
+            "/organization/settings",
+            get(organization::organization_settings)
+                .patch(organization::change_organization_settings),
+        )
         .route("/members/invitations", post(members::invite_member))
         .route(
             "/members/{id}",
@@ -131,6 +143,8 @@ pub fn router(state: AuthState) -> Router {
         two_factor::disable_two_factor,
         two_factor::verify_two_factor,
         members::list_members,
+        organization::organization_settings,
+        organization::change_organization_settings,
         members::invite_member,
         members::accept_invitation,
         members::change_role,
@@ -152,6 +166,8 @@ pub fn router(state: AuthState) -> Router {
         two_factor::VerifyRequest,
         members::InvitationRequest,
         members::RoleChange,
+        organization::SettingsChange,
+        domain::org_settings::OrganizationSettings,
         domain::members::Invitation,
         domain::members::Acceptance,
         Profile,

@@ -62,6 +62,11 @@ pub struct TokenResponse {
     pub refresh_token: String,
     /// When the session ends however often it is refreshed.
     pub refresh_expires_at: DateTime<Utc>,
+    /// The organization requires a second factor and you have none yet: this session
+    /// serves only `GET /me`, `POST /me/2fa`, `POST /me/2fa/confirm` and signing out
+    /// until the set-up is confirmed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub two_factor_enrolment_required: bool,
 }
 
 /// The answer to a correct password of a user with two-factor login: no session yet,
@@ -107,24 +112,32 @@ pub(crate) fn tokens_response(
             expires_in: access.expires_in,
             refresh_token: issued.refresh_token,
             refresh_expires_at: issued.expires_at,
+            two_factor_enrolment_required: issued.enrolment_only,
         }),
     )
         .into_response())
 }
 
-/// Opens a session for `user` and answers with its tokens.
+/// Opens a session for `user` and answers with its tokens. When the organization
+/// requires a second factor the user has not set up, the session serves only that.
 pub(crate) async fn open_session(
     state: &AuthState,
     user: &User,
     method: &str,
     request: &RequestInfo,
 ) -> Result<Response, ApiError> {
-    let issued = state
-        .auth
-        .sessions()
-        .open(user, method, request)
-        .await
-        .map_err(session_error)?;
+    let sessions = state.auth.sessions();
+    let enrolment_only = state
+        .org_settings
+        .requires_two_factor(user.tenant_id)
+        .await?
+        && !state.two_factor.is_enabled(user.tenant_id, user.id).await?;
+    let issued = if enrolment_only {
+        sessions.open_for_enrolment(user, method, request).await
+    } else {
+        sessions.open(user, method, request).await
+    }
+    .map_err(session_error)?;
     tokens_response(state, user, issued)
 }
 
@@ -191,6 +204,19 @@ pub(crate) async fn log_in(
             }),
         )
             .into_response());
+    }
+    if state
+        .org_settings
+        .requires_two_factor(user.tenant_id)
+        .await?
+    {
+        let issued = state
+            .auth
+            .sessions()
+            .open_for_enrolment(&user, "password", &origin)
+            .await
+            .map_err(session_error)?;
+        return tokens_response(&state, &user, issued);
     }
     open_session(&state, &user, "password", &origin).await
 }

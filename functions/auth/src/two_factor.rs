@@ -121,6 +121,14 @@ pub(crate) async fn confirm_two_factor(
         .two_factor
         .confirm(&caller.actor(), &body.value.code)
         .await?;
+    if caller.enrolment_only {
+        state
+            .auth
+            .sessions()
+            .finish_enrolment(caller.tenant, caller.session)
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+    }
     Ok(no_store(RecoveryCodesView { recovery_codes }))
 }
 
@@ -145,6 +153,13 @@ pub(crate) async fn disable_two_factor(
     body: JsonBody<CodeRequest>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ReadProfile)?;
+    if state
+        .org_settings
+        .requires_two_factor(caller.tenant)
+        .await?
+    {
+        return Err(ApiError::TwoFactorRequired);
+    }
     state
         .two_factor
         .disable(&caller.actor(), SecondFactor::either(&body.value.code))

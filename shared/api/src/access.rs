@@ -80,6 +80,12 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/members/invitations", Requires(ManageMembers)),
     route("PATCH", "/members/{id}", Requires(ManageMembers)),
     route("DELETE", "/members/{id}", Requires(ManageMembers)),
+    route("GET", "/organization/settings", Requires(ReadMembers)),
+    route(
+        "PATCH",
+        "/organization/settings",
+        Requires(ManageOrganization),
+    ),
     route("GET", "/audit", Requires(ReadAuditLog)),
     route("GET", "/audit/export", Requires(ReadAuditLog)),
     // Contracts.
@@ -113,6 +119,16 @@ pub const ROUTES: &[RouteAccess] = &[
     route("GET", "/rates/{series}", Requires(ReadRates)),
     route("GET", "/rates/{series}/latest", Requires(ReadRates)),
     route("GET", "/fx/convert", Requires(ReadRates)),
+];
+
+/// What a session that may only set up a second factor can call: the profile, the
+/// set-up itself, and signing out.
+pub const ENROLMENT_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/me"),
+    ("POST", "/me/2fa"),
+    ("POST", "/me/2fa/confirm"),
+    ("POST", "/auth/logout"),
+    ("POST", "/auth/logout-everywhere"),
 ];
 
 /// Routes outside the API that the guard does not cover: the API description, and the
@@ -161,6 +177,9 @@ async fn enforce(State(auth): State<Arc<Authenticator>>, request: Request, next:
         Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
+    if caller.enrolment_only && !ENROLMENT_ROUTES.contains(&(method.as_str(), path.as_str())) {
+        return ApiError::TwoFactorRequired.into_response();
+    }
     if !access.allows(caller.role) {
         if let Err(error) = auth
             .sessions()

@@ -26,6 +26,9 @@ pub struct Caller {
     pub user: UserId,
     pub session: SessionId,
     pub role: Role,
+    /// The session serves only setting up a second factor (the organization requires
+    /// one the member does not have yet).
+    pub enrolment_only: bool,
     pub request: RequestInfo,
 }
 
@@ -63,8 +66,8 @@ impl Authenticator {
             rejected()
         })?;
         let session = claims.sid.ok_or_else(rejected)?;
-        let role = match self.sessions.caller(claims.tid, claims.sub, session).await {
-            Ok(role) => role,
+        let state = match self.sessions.caller(claims.tid, claims.sub, session).await {
+            Ok(state) => state,
             Err(SessionError::Store(error)) => return Err(error.into()),
             Err(_) => {
                 tracing::debug!("access token of a session that is over");
@@ -76,7 +79,8 @@ impl Authenticator {
             tenant: claims.tid,
             user: claims.sub,
             session,
-            role,
+            role: state.role,
+            enrolment_only: state.enrolment_only,
             request: request_info(parts),
         })
     }

@@ -112,6 +112,12 @@ pub enum ApiError {
     LastOwner,
     #[error("the reset link is not valid")]
     ResetLinkInvalid,
+    /// The organization requires a second factor the caller has not set up yet.
+    #[error("a second factor is required")]
+    TwoFactorRequired,
+    /// Requiring a second factor of everyone needs one of the caller's own first.
+    #[error("set up your own second factor first")]
+    TwoFactorFirst,
     /// A second-factor code that is malformed, wrong, expired or already used.
     #[error("two-factor code not accepted")]
     TwoFactorCodeInvalid,
@@ -181,6 +187,8 @@ impl ApiError {
             InvitationInvalid => (StatusCode::GONE, "invitation-invalid"),
             LastOwner => (StatusCode::CONFLICT, "last-owner"),
             ResetLinkInvalid => (StatusCode::GONE, "reset-link-invalid"),
+            TwoFactorRequired => (StatusCode::FORBIDDEN, "two-factor-required"),
+            TwoFactorFirst => (StatusCode::CONFLICT, "two-factor-first"),
             TwoFactorCodeInvalid => (StatusCode::UNAUTHORIZED, "two-factor-code-invalid"),
             TwoFactorAlreadyEnabled => (StatusCode::CONFLICT, "two-factor-already-enabled"),
             TwoFactorNotEnabled => (StatusCode::CONFLICT, "two-factor-not-enabled"),
@@ -522,6 +530,20 @@ impl From<domain::members::MemberError> for ApiError {
             MemberError::Contention => ApiError::ConcurrentChange,
             MemberError::Internal(cause) => ApiError::internal(cause),
             MemberError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<domain::org_settings::SettingsError> for ApiError {
+    fn from(error: domain::org_settings::SettingsError) -> Self {
+        use domain::org_settings::SettingsError;
+        match error {
+            SettingsError::Forbidden(role) => ApiError::Forbidden(role),
+            SettingsError::TwoFactorFirst => ApiError::TwoFactorFirst,
+            SettingsError::NotFound => ApiError::NotFound,
+            SettingsError::Contention => ApiError::ConcurrentChange,
+            SettingsError::TwoFactor(error) => error.into(),
+            SettingsError::Store(error) => error.into(),
         }
     }
 }

@@ -45,7 +45,7 @@ impl Role {
             ReadProfile | ReadContracts | ReadRates | ReadMembers => true,
             WriteContracts => matches!(self, Role::Owner | Role::Admin | Role::Editor),
             ReadAuditLog => matches!(self, Role::Owner | Role::Admin | Role::Auditor),
-            RefreshRates | AdministerPortfolio | ManageMembers => {
+            RefreshRates | AdministerPortfolio | ManageMembers | ManageOrganization => {
                 matches!(self, Role::Owner | Role::Admin)
             }
         }
@@ -91,10 +91,12 @@ pub enum Permission {
     ManageMembers,
     /// The audit log and its export.
     ReadAuditLog,
+    /// Organization-wide settings, such as requiring a second factor of every member.
+    ManageOrganization,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ReadProfile,
         Permission::ReadContracts,
         Permission::WriteContracts,
@@ -104,6 +106,7 @@ impl Permission {
         Permission::ReadMembers,
         Permission::ManageMembers,
         Permission::ReadAuditLog,
+        Permission::ManageOrganization,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +120,7 @@ impl Permission {
             Permission::ReadMembers => "readMembers",
             Permission::ManageMembers => "manageMembers",
             Permission::ReadAuditLog => "readAuditLog",
+            Permission::ManageOrganization => "manageOrganization",
         }
     }
 }

@@ -270,6 +270,7 @@ impl AccountService {
             name: organization_name,
             organization_number,
             created_at: now,
+            require_two_factor: false,
         };
         let user = User {
             id: UserId::generate(),

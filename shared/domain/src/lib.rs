@@ -17,6 +17,7 @@ pub mod keys;
 pub mod mail;
 pub mod members;
 pub mod money;
+pub mod org_settings;
 pub mod organization;
 pub mod password_reset;
 pub mod portfolio;

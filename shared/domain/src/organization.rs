@@ -75,6 +75,10 @@ pub struct Organization {
     pub name: String,
     pub organization_number: OrganizationNumber,
     pub created_at: DateTime<Utc>,
+    /// Every member signs in with a second factor: one without it gets a session that
+    /// only sets it up (`sessions`).
+    #[serde(default)]
+    pub require_two_factor: bool,
 }
 
 #[cfg(test)]

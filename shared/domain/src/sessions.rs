@@ -58,6 +58,19 @@ struct SessionRecord {
     revoked_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_agent: Option<String>,
+    /// The organization requires a second factor the user has not set up: the session
+    /// serves only that set-up until [`SessionService::finish_enrolment`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    enrolment_only: bool,
+}
+
+/// What every request learns about its caller from the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallerState {
+    /// The role in force now.
+    pub role: Role,
+    /// The session may only set up a second factor.
+    pub enrolment_only: bool,
 }
 
 impl SessionRecord {
@@ -73,6 +86,8 @@ pub struct Issued {
     pub session: SessionId,
     pub refresh_token: String,
     pub expires_at: DateTime<Utc>,
+    /// The session serves only setting up a second factor.
+    pub enrolment_only: bool,
 }
 
 impl std::fmt::Debug for Issued {
@@ -131,6 +146,40 @@ impl SessionService {
         method: &str,
         request: &RequestInfo,
     ) -> Result<Issued, SessionError> {
+        self.open_session(user, method, request, false).await
+    }
+
+    /// [`Self::open`] for a user whose organization requires a second factor they have
+    /// not set up: the session serves only that set-up.
+    pub async fn open_for_enrolment(
+        &self,
+        user: &User,
+        method: &str,
+        request: &RequestInfo,
+    ) -> Result<Issued, SessionError> {
+        self.open_session(user, method, request, true).await
+    }
+
+    /// Lifts the set-up-only restriction of a session once its user has a second factor.
+    pub async fn finish_enrolment(
+        &self,
+        tenant: TenantId,
+        session: SessionId,
+    ) -> Result<(), SessionError> {
+        let mut update = Update::new(keys::session(tenant, session));
+        update.remove.push("enrolmentOnly".to_owned());
+        update.condition = Condition::Exists;
+        self.table.update(update).await?;
+        Ok(())
+    }
+
+    async fn open_session(
+        &self,
+        user: &User,
+        method: &str,
+        request: &RequestInfo,
+        enrolment_only: bool,
+    ) -> Result<Issued, SessionError> {
         let now = self.clock.now();
         let Some(stored) = self.table.get(&keys::user(user.tenant_id, user.id)).await? else {
             return Err(SessionError::Invalid);
@@ -151,6 +200,7 @@ impl SessionService {
             revoked_at: None,
             revoked_reason: None,
             user_agent: request.user_agent.clone(),
+            enrolment_only,
         };
         let audit = AuditEvent::change(
             &actor_of(user, request),
@@ -173,6 +223,7 @@ impl SessionService {
             session: record.id,
             refresh_token: token.format(TOKEN_PREFIX),
             expires_at: record.expires_at,
+            enrolment_only,
         })
     }
 
@@ -228,6 +279,7 @@ impl SessionService {
                 session: record.id,
                 refresh_token: next.format(TOKEN_PREFIX),
                 expires_at: record.expires_at,
+                enrolment_only: record.enrolment_only,
             },
             user: user.user,
         })
@@ -239,13 +291,16 @@ impl SessionService {
         tenant: TenantId,
         user: UserId,
         session: SessionId,
-    ) -> Result<Role, SessionError> {
+    ) -> Result<CallerState, SessionError> {
         let (record, user_record) = self.read(tenant, session, Some(user)).await?;
         match (record, user_record) {
             (Some((record, _)), Some(user_record))
                 if record.user_id == user && record.live_at(self.clock.now(), &user_record) =>
             {
-                Ok(user_record.user.role)
+                Ok(CallerState {
+                    role: user_record.user.role,
+                    enrolment_only: record.enrolment_only,
+                })
             }
             _ => Err(SessionError::Invalid),
         }
