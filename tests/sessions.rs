@@ -416,3 +416,86 @@ async fn two_refreshes_racing_with_one_token_cannot_both_win() {
     statuses.sort();
     assert_eq!(statuses, [StatusCode::OK, StatusCode::UNAUTHORIZED]);
 }
+
+#[tokio::test]
+async fn the_personal_data_export_holds_everything_about_the_caller_and_no_secret() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let other = sign_in(&app, &owner.email, PASSWORD).await;
+    app.create_contract(
+        &owner.token,
+        &json!({
+            "contractNumber": "LC-GDPR", "lessor": "Volvofinans Bank AB",
+            "description": "Volvo XC60", "category": "vehicle",
+            "startDate": "2025-01-01", "endDate": "2027-12-31",
+            "payment": {"amount": 650000, "currency": "SEK"},
+            "paymentFrequency": "monthly", "paymentTiming": "advance", "interestRate": "4.5",
+        }),
+    )
+    .await;
+    // Someone else's activity is not the caller's data.
+    let colleague = app
+        .token_with_role(&owner, domain::access::Role::Editor)
+        .await;
+
+    let response = app
+        .authed(&owner.token, Method::GET, "/me/export")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("personal-data.json")
+    );
+    let text = response.text().await.unwrap();
+    let data: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(data["user"]["email"], owner.email.as_str());
+    assert_eq!(data["organization"]["id"], owner.tenant.to_string());
+    assert_eq!(data["twoFactorEnabled"], false);
+    let sessions = data["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{data}");
+    assert!(sessions.iter().all(|session| session["live"] == true));
+    let actions: Vec<&str> = data["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "organization.created",
+        "auth.signed_in",
+        "contract.created",
+        "member.invited",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    assert!(
+        data["activity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|event| event["actorId"] == owner.user.to_string())
+    );
+    for secret in [
+        "argon2",
+        "passwordHash",
+        "secretHash",
+        text_of(&other, "refreshToken"),
+        text_of(&other, "accessToken"),
+        owner.token.as_str(),
+        colleague.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} in the export");
+    }
+    let log = app
+        .get_json(&owner.token, "/audit?action=gdpr.exported")
+        .await;
+    assert_eq!(log["events"].as_array().unwrap().len(), 1);
+}
+
+fn text_of<'a>(tokens: &'a Value, field: &str) -> &'a str {
+    tokens[field].as_str().unwrap()
+}

@@ -26,6 +26,7 @@ use domain::members::MemberService;
 use domain::org_settings::OrganizationSettingsService;
 use domain::organization::Organization;
 use domain::password_reset::PasswordResets;
+use domain::personal_data::PersonalDataService;
 use domain::store::Table;
 use domain::throttle::{LoginThrottle, ThrottleLimits};
 use domain::two_factor::TwoFactorService;
@@ -43,6 +44,7 @@ pub struct AuthState {
     throttle: Arc<LoginThrottle>,
     resets: Arc<PasswordResets>,
     org_settings: Arc<OrganizationSettingsService>,
+    personal_data: Arc<PersonalDataService>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
     audit: Arc<AuditLog>,
@@ -64,6 +66,7 @@ impl AuthState {
             auth,
             mailer,
             resets: Arc::new(PasswordResets::new(table.clone(), clock.clone())),
+            personal_data: Arc::new(PersonalDataService::new(table.clone(), clock.clone())),
             org_settings: Arc::new(OrganizationSettingsService::new(
                 table.clone(),
                 clock.clone(),
@@ -94,6 +97,7 @@ pub fn router(state: AuthState) -> Router {
             post(sessions::log_out_everywhere),
         )
         .route("/me", get(me))
+        .route("/me/export", get(export_personal_data))
         .route("/me/password", post(sessions::change_password))
         .route(
             "/auth/password-reset",
@@ -135,6 +139,7 @@ pub fn router(state: AuthState) -> Router {
         sessions::log_out,
         sessions::log_out_everywhere,
         me,
+        export_personal_data,
         sessions::change_password,
         sessions::request_password_reset,
         sessions::complete_password_reset,
@@ -171,6 +176,7 @@ pub fn router(state: AuthState) -> Router {
         domain::members::Invitation,
         domain::members::Acceptance,
         Profile,
+        PersonalDataView,
         UserView,
         OrganizationView,
         Role
@@ -281,4 +287,76 @@ async fn me(State(state): State<AuthState>, caller: Caller) -> Result<Json<Profi
     caller.require(Permission::ReadProfile)?;
     let (user, organization) = state.accounts.profile(caller.tenant, caller.user).await?;
     Ok(Json(Profile::new(user, organization)))
+}
+
+/// Everything held about the caller (GDPR art. 15 and 20), as JSON.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonalDataView {
+    pub exported_at: chrono::DateTime<chrono::Utc>,
+    pub user: UserView,
+    pub member_since: chrono::DateTime<chrono::Utc>,
+    pub organization: OrganizationView,
+    pub two_factor_enabled: bool,
+    /// The sign-in sessions the store still holds, live or ended.
+    pub sessions: Vec<domain::sessions::SessionSummary>,
+    /// Every audit event the caller caused, newest first.
+    pub activity: Vec<domain::audit::AuditEvent>,
+}
+
+/// All personal data held about the caller, as JSON: profile, organization, sessions,
+/// second-factor status and activity. Secrets (password hash, tokens, TOTP secret,
+/// recovery codes) are never in it. The export is audited.
+#[utoipa::path(
+    get,
+    path = "/me/export",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's personal data", body = PersonalDataView))
+)]
+async fn export_personal_data(
+    State(state): State<AuthState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadProfile)?;
+    let data = state
+        .personal_data
+        .export(&caller.actor())
+        .await
+        .map_err(|error| match error {
+            domain::personal_data::PersonalDataError::NotFound => ApiError::Unauthorized {
+                token_present: true,
+            },
+            domain::personal_data::PersonalDataError::Audit(error) => error.into(),
+            domain::personal_data::PersonalDataError::TwoFactor(error) => error.into(),
+            domain::personal_data::PersonalDataError::Store(error) => error.into(),
+        })?;
+    let member_since = data.user.created_at;
+    let view = PersonalDataView {
+        exported_at: data.exported_at,
+        user: UserView::from(data.user),
+        member_since,
+        organization: OrganizationView {
+            id: data.organization.id,
+            name: data.organization.name,
+            organization_number: data.organization.organization_number.to_string(),
+        },
+        two_factor_enabled: data.two_factor_enabled,
+        sessions: data.sessions,
+        activity: data.activity,
+    };
+    Ok((
+        [
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"personal-data.json\""),
+            ),
+        ],
+        Json(view),
+    )
+        .into_response())
 }

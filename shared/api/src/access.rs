@@ -71,6 +71,7 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/auth/logout", SignedIn),
     route("POST", "/auth/logout-everywhere", SignedIn),
     route("GET", "/me", SignedIn),
+    route("GET", "/me/export", SignedIn),
     route("POST", "/me/password", SignedIn),
     route("POST", "/me/2fa", SignedIn),
     route("DELETE", "/me/2fa", SignedIn),

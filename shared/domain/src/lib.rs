@@ -20,6 +20,7 @@ pub mod money;
 pub mod org_settings;
 pub mod organization;
 pub mod password_reset;
+pub mod personal_data;
 pub mod portfolio;
 pub mod queue;
 pub mod rates;

@@ -24,7 +24,9 @@ use crate::clock::Clock;
 use crate::ids::{SessionId, TenantId, UserId};
 use crate::keys;
 use crate::secret_token::SecretToken;
-use crate::store::{Condition, Item, StoreError, Table, Update, WriteOp, from_item, to_attributes};
+use crate::store::{
+    Condition, Item, Query, StoreError, Table, Update, WriteOp, from_item, query_all, to_attributes,
+};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -62,6 +64,22 @@ struct SessionRecord {
     /// serves only that set-up until [`SessionService::finish_enrolment`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     enrolment_only: bool,
+}
+
+/// A session as its user may see it: no token, no hash.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub id: SessionId,
+    pub created_at: DateTime<Utc>,
+    pub refreshed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Still signed in.
+    pub live: bool,
 }
 
 /// What every request learns about its caller from the store.
@@ -304,6 +322,43 @@ impl SessionService {
             }
             _ => Err(SessionError::Invalid),
         }
+    }
+
+    /// The sessions of `user` the store still holds (ended ones until their TTL removes
+    /// them), oldest first: for the user's own data export.
+    pub async fn sessions_of(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let query = Query::partition(keys::tenant_partition(tenant))
+            .begins_with("SESSION#")
+            .limit(1000);
+        let now = self.clock.now();
+        let user_record = match self.table.get(&keys::user(tenant, user)).await? {
+            Some(item) => Some(from_item::<UserRecord>(item)?),
+            None => None,
+        };
+        let mut sessions = Vec::new();
+        for item in query_all(self.table.as_ref(), query).await? {
+            let record: SessionRecord = from_item(item)?;
+            if record.user_id != user {
+                continue;
+            }
+            let live = user_record
+                .as_ref()
+                .is_some_and(|user| record.live_at(now, user));
+            sessions.push(SessionSummary {
+                id: record.id,
+                created_at: record.created_at,
+                refreshed_at: record.refreshed_at,
+                expires_at: record.expires_at,
+                revoked_at: record.revoked_at,
+                user_agent: record.user_agent,
+                live,
+            });
+        }
+        Ok(sessions)
     }
 
     /// Records a request refused for the actor's role (the access guard's refusals).
