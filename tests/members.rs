@@ -225,8 +225,11 @@ async fn every_route_answers_every_role_as_the_matrix_says() {
     for role in Role::ALL {
         let member = app.token_with_role(&owner, role).await;
         for route in ROUTES.iter().filter(|r| r.access != Access::Public) {
-            // Logging out ends the session the other routes need: a member of its own.
-            let token = if route.path.starts_with("/auth/logout") {
+            // Logging out or erasing oneself ends the session the other routes need: a
+            // member of its own.
+            let ends_session = route.path.starts_with("/auth/logout")
+                || (route.method == "DELETE" && route.path == "/me");
+            let token = if ends_session {
                 app.token_with_role(&owner, role).await
             } else {
                 member.clone()
@@ -267,4 +270,98 @@ async fn every_route_answers_every_role_as_the_matrix_says() {
             route.path
         );
     }
+}
+
+#[tokio::test]
+async fn an_erased_member_leaves_only_a_pseudonym_in_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let editor = app.token_with_role(&owner, Role::Editor).await;
+    let me = app.get_json(&editor, "/me").await;
+    let (editor_id, editor_email) = (
+        me["user"]["id"].as_str().unwrap().to_owned(),
+        me["user"]["email"].as_str().unwrap().to_owned(),
+    );
+    let contract = json!({
+        "contractNumber": "LC-ERASE", "lessor": "Volvofinans Bank AB",
+        "description": "Volvo XC60", "category": "vehicle",
+        "startDate": "2025-01-01", "endDate": "2027-12-31",
+        "payment": {"amount": 650000, "currency": "SEK"},
+        "paymentFrequency": "monthly", "paymentTiming": "advance", "interestRate": "4.5",
+    });
+    app.create_contract(&editor, &contract).await;
+
+    // A viewer may not erase anyone else.
+    let viewer = app.token_with_role(&owner, Role::Viewer).await;
+    let response = app
+        .authed(
+            &viewer,
+            Method::POST,
+            &format!("/members/{editor_id}/erasure"),
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::FORBIDDEN).await;
+
+    let response = app
+        .authed(
+            &owner.token,
+            Method::POST,
+            &format!("/members/{editor_id}/erasure"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = app
+        .authed(&editor, Method::GET, "/me")
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::UNAUTHORIZED).await;
+
+    // The trail still tells what happened, by whom under a pseudonym, and nothing more.
+    let trail = app.get_json(&owner.token, "/audit?limit=200").await;
+    let text = trail.to_string();
+    assert!(!text.contains(&editor_id), "the id is gone");
+    assert!(!text.contains(&editor_email), "the address is gone");
+    let created: Vec<&Value> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["action"] == "contract.created")
+        .collect();
+    assert_eq!(created.len(), 1);
+    let pseudonym = created[0]["actorId"].as_str().unwrap();
+    assert!(created[0]["sourceIp"].is_null());
+    let erased = app
+        .get_json(&owner.token, "/audit?action=gdpr.erased")
+        .await;
+    assert_eq!(
+        erased["events"][0]["target"],
+        format!("user:{pseudonym}"),
+        "{erased}"
+    );
+    // The contract itself stays: it is the organization's, not the person's.
+    let contracts = app.get_json(&owner.token, "/contracts").await;
+    assert_eq!(
+        contracts["items"].as_array().unwrap().len(),
+        1,
+        "{contracts}"
+    );
+
+    // Anyone may erase themselves, but the last owner may not leave this way.
+    let response = app
+        .authed(&viewer, Method::DELETE, "/me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = app
+        .authed(&owner.token, Method::DELETE, "/me")
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::CONFLICT).await;
 }

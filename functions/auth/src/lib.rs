@@ -96,7 +96,7 @@ pub fn router(state: AuthState) -> Router {
             "/auth/logout-everywhere",
             post(sessions::log_out_everywhere),
         )
-        .route("/me", get(me))
+        .route("/me", get(me).delete(members::erase_me))
         .route("/me/export", get(export_personal_data))
         .route("/me/password", post(sessions::change_password))
         .route(
@@ -125,6 +125,7 @@ pub fn router(state: AuthState) -> Router {
             patch(members::change_role).delete(members::remove_member),
         )
         .route("/auth/invitations/accept", post(members::accept_invitation))
+        .route("/members/{id}/erasure", post(members::erase_member))
         .with_state(state)
         .merge(audit);
     api::access::guard(routes, auth)
@@ -153,7 +154,9 @@ pub fn router(state: AuthState) -> Router {
         members::invite_member,
         members::accept_invitation,
         members::change_role,
-        members::remove_member
+        members::remove_member,
+        members::erase_member,
+        members::erase_me
     ),
     components(schemas(
         SignUpRequest,

@@ -184,3 +184,50 @@ pub(crate) async fn remove_member(
 fn parse_member(id: &str) -> Result<UserId, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
+
+/// Erase a member: their account, sessions and second factor go, and the audit log keeps
+/// their events under a pseudonym without their personal data (GDPR art. 17).
+#[utoipa::path(
+    post,
+    path = "/members/{id}/erasure",
+    tag = "members",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The member's user id")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 409, description = "The last owner cannot be erased",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn erase_member(
+    State(state): State<AuthState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManageMembers)?;
+    let member = parse_member(&id)?;
+    state.members.erase(&caller.actor(), member).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Erase your own account: the same as an erasure by an admin. The last owner cannot
+/// leave this way.
+#[utoipa::path(
+    delete,
+    path = "/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Erased; every session has ended"),
+        (status = 409, description = "The last owner cannot be erased",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn erase_me(
+    State(state): State<AuthState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ReadProfile)?;
+    state.members.erase(&caller.actor(), caller.user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

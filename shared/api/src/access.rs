@@ -72,6 +72,7 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/auth/logout-everywhere", SignedIn),
     route("GET", "/me", SignedIn),
     route("GET", "/me/export", SignedIn),
+    route("DELETE", "/me", SignedIn),
     route("POST", "/me/password", SignedIn),
     route("POST", "/me/2fa", SignedIn),
     route("DELETE", "/me/2fa", SignedIn),
@@ -81,6 +82,7 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/members/invitations", Requires(ManageMembers)),
     route("PATCH", "/members/{id}", Requires(ManageMembers)),
     route("DELETE", "/members/{id}", Requires(ManageMembers)),
+    route("POST", "/members/{id}/erasure", Requires(ManageMembers)),
     route("GET", "/organization/settings", Requires(ReadMembers)),
     route(
         "PATCH",

@@ -338,6 +338,49 @@ impl MemberService {
         .await
     }
 
+    /// Erases `member` (themselves, or by an owner or admin; only owners erase owners,
+    /// and never the last one): their record and login go, so every session ends; their
+    /// second factor, sessions and pending invitations go; and the audit log keeps their
+    /// events under a pseudonym, a random id linked to nothing, with their name, e-mail
+    /// address, client address and browser removed (GDPR art. 17).
+    pub async fn erase(&self, actor: &Actor, member: UserId) -> Result<(), MemberError> {
+        if actor.user != member {
+            require(actor, Permission::ManageMembers)?;
+        }
+        let pseudonym = UserId::generate();
+        let removed = self
+            .change_owners(actor, member, |record, now| {
+                let audit = AuditEvent::change(
+                    actor,
+                    now,
+                    "gdpr.erased",
+                    format!("user:{pseudonym}"),
+                    None,
+                    Some(serde_json::json!({ "role": record.user.role })),
+                );
+                Ok((None, audit, record.user.role))
+            })
+            .await?;
+        let tenant = actor.tenant;
+        self.table
+            .delete(&keys::two_factor(tenant, member), Condition::None)
+            .await?;
+        let query = Query::partition(keys::tenant_partition(tenant)).limit(1000);
+        for prefix in ["SESSION#", "INVITE#"] {
+            let items = query_all(self.table.as_ref(), query.clone().begins_with(prefix)).await?;
+            for item in items {
+                let theirs = item.attributes.get("userId").and_then(|v| v.as_str())
+                    == Some(member.to_string().as_str())
+                    || item.attributes.get("email").and_then(|v| v.as_str())
+                        == Some(removed.email.as_str());
+                if theirs {
+                    self.table.delete(&item.key, Condition::None).await?;
+                }
+            }
+        }
+        pseudonymize_audit(self.table.as_ref(), tenant, &removed, pseudonym).await
+    }
+
     /// Applies `change` to `member` (a new record, or `None` to remove them) under the
     /// rules about owners, guarded by the organization's version.
     async fn change_owners(
@@ -425,6 +468,76 @@ impl MemberService {
                 Ok((from_item::<UserRecord>(item)?, version))
             })
             .collect()
+    }
+}
+
+/// Rewrites every audit event of `tenant` that names `user` so that it names
+/// `pseudonym` instead and holds none of the user's personal data. The one exception to
+/// audit events never being rewritten; an event changed meanwhile is read again.
+async fn pseudonymize_audit(
+    table: &dyn Table,
+    tenant: TenantId,
+    user: &User,
+    pseudonym: UserId,
+) -> Result<(), MemberError> {
+    let query = Query::partition(keys::tenant_partition(tenant))
+        .begins_with(keys::AUDIT_PREFIX)
+        .limit(1000);
+    let id = user.id.to_string();
+    let erased = |text: &str| {
+        text == id
+            || text.eq_ignore_ascii_case(user.email.as_str())
+            || (!user.name.is_empty() && text == user.name)
+    };
+    for item in query_all(table, query).await? {
+        let version = item.version;
+        let key = item.key.clone();
+        let mut event: AuditEvent = from_item(item)?;
+        let original = event.clone();
+        if event.actor_id == Some(user.id) {
+            event.actor_id = Some(pseudonym);
+            event.source_ip = None;
+            event.user_agent = None;
+        }
+        if event.target == format!("user:{id}") {
+            event.target = format!("user:{pseudonym}");
+        }
+        for value in [&mut event.before, &mut event.after].into_iter().flatten() {
+            scrub(value, &erased, &pseudonym.to_string());
+        }
+        if event != original {
+            table
+                .put(
+                    Item::new(key, to_attributes(&event)?).with_version(version + 1),
+                    Condition::VersionIs(version),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the user's id with the pseudonym, and their name and address with a mark.
+fn scrub(value: &mut serde_json::Value, erased: &impl Fn(&str) -> bool, pseudonym: &str) {
+    match value {
+        serde_json::Value::String(text) if erased(text) => {
+            *text = if text.len() == 36 && text.contains('-') {
+                pseudonym.to_owned()
+            } else {
+                "[erased]".to_owned()
+            };
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                scrub(item, erased, pseudonym);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for field in fields.values_mut() {
+                scrub(field, erased, pseudonym);
+            }
+        }
+        _ => {}
     }
 }
 
