@@ -499,3 +499,64 @@ async fn the_personal_data_export_holds_everything_about_the_caller_and_no_secre
 fn text_of<'a>(tokens: &'a Value, field: &str) -> &'a str {
     tokens[field].as_str().unwrap()
 }
+
+#[tokio::test]
+async fn a_chosen_language_wins_over_accept_language_for_problems_and_mails() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up().await;
+    let choose = |language: Value| {
+        app.authed(&owner.token, Method::PATCH, "/me")
+            .json(&json!({ "language": language }))
+            .send()
+    };
+    let body = problem(choose(json!("xx")).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["errors"][0]["pointer"], "/language");
+    let response = choose(json!("fi")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let profile: Value = response.json().await.unwrap();
+    assert_eq!(profile["user"]["language"], "fi");
+
+    // A problem answers in Finnish, whatever the browser asks for.
+    let response = app
+        .authed(
+            &owner.token,
+            Method::GET,
+            "/contracts/0190f5c2-0000-7000-8000-000000000000",
+        )
+        .header("accept-language", "sv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-language"], "fi");
+    problem(response, StatusCode::NOT_FOUND).await;
+    // So does the password-reset mail, asked for from a Swedish browser.
+    let response = app
+        .request(Method::POST, "/auth/password-reset")
+        .header("accept-language", "sv")
+        .json(&json!({ "email": owner.email }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mails = app.mails_to(&owner.email).await;
+    assert!(
+        mails[0].text.contains("salasan"),
+        "Finnish: {}",
+        mails[0].text
+    );
+
+    // Back to the browser's choice.
+    let response = choose(Value::Null).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .authed(
+            &owner.token,
+            Method::GET,
+            "/contracts/0190f5c2-0000-7000-8000-000000000000",
+        )
+        .header("accept-language", "sv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-language"], "sv");
+}

@@ -96,7 +96,10 @@ pub fn router(state: AuthState) -> Router {
             "/auth/logout-everywhere",
             post(sessions::log_out_everywhere),
         )
-        .route("/me", get(me).delete(members::erase_me))
+        .route(
+            "/me",
+            get(me).patch(change_language).delete(members::erase_me),
+        )
         .route("/me/export", get(export_personal_data))
         .route("/me/password", post(sessions::change_password))
         .route(
@@ -140,6 +143,7 @@ pub fn router(state: AuthState) -> Router {
         sessions::log_out,
         sessions::log_out_everywhere,
         me,
+        change_language,
         export_personal_data,
         sessions::change_password,
         sessions::request_password_reset,
@@ -179,6 +183,7 @@ pub fn router(state: AuthState) -> Router {
         domain::members::Invitation,
         domain::members::Acceptance,
         Profile,
+        LanguageChange,
         PersonalDataView,
         UserView,
         OrganizationView,
@@ -207,6 +212,10 @@ pub struct UserView {
     #[schema(value_type = String, format = "email")]
     pub email: String,
     pub role: Role,
+    /// The language chosen for messages and mails; absent: `Accept-Language` decides.
+    #[schema(example = "sv")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -233,6 +242,7 @@ impl From<User> for UserView {
             name: user.name,
             email: user.email.as_str().to_owned(),
             role: user.role,
+            language: user.language,
         }
     }
 }
@@ -362,4 +372,40 @@ async fn export_personal_data(
         Json(view),
     )
         .into_response())
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LanguageChange {
+    /// `sv`, `en`, `da`, `nb`, `fi`, `lt`, `lv` or `et`; `null` to follow each request's
+    /// `Accept-Language` again.
+    #[schema(example = "sv")]
+    pub language: Option<String>,
+}
+
+/// Choose the language of your messages and mails.
+#[utoipa::path(
+    patch,
+    path = "/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = LanguageChange,
+    responses(
+        (status = 200, description = "The caller, with the language", body = Profile),
+        (status = 400, description = "Not one of the eight languages",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+async fn change_language(
+    State(state): State<AuthState>,
+    caller: Caller,
+    body: JsonBody<LanguageChange>,
+) -> Result<Json<Profile>, ApiError> {
+    caller.require(Permission::ReadProfile)?;
+    state
+        .accounts
+        .set_language(&caller.actor(), body.value.language.as_deref())
+        .await?;
+    let (user, organization) = state.accounts.profile(caller.tenant, caller.user).await?;
+    Ok(Json(Profile::new(user, organization)))
 }

@@ -362,6 +362,13 @@ pub(crate) async fn request_password_reset(
         .await
         .map_err(reset_error)?;
     if let Some(issued) = issued {
+        // In the language the user chose, else the one of the request.
+        let lang = issued
+            .user
+            .language
+            .as_deref()
+            .and_then(Lang::from_code)
+            .unwrap_or(lang);
         let mail = MailTemplate::PasswordReset {
             link: format!("{}/password-reset#token={}", state.app_url, issued.token),
             expires_at: issued.expires_at,

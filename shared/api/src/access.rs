@@ -9,6 +9,7 @@
 //! routes to each other, and `README.md` prints the table ([`markdown_table`]).
 
 use crate::caller::{Authenticator, Caller};
+use crate::i18n::PreferredLang;
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -72,6 +73,7 @@ pub const ROUTES: &[RouteAccess] = &[
     route("POST", "/auth/logout-everywhere", SignedIn),
     route("GET", "/me", SignedIn),
     route("GET", "/me/export", SignedIn),
+    route("PATCH", "/me", SignedIn),
     route("DELETE", "/me", SignedIn),
     route("POST", "/me/password", SignedIn),
     route("POST", "/me/2fa", SignedIn),
@@ -128,6 +130,7 @@ pub const ROUTES: &[RouteAccess] = &[
 /// set-up itself, and signing out.
 pub const ENROLMENT_ROUTES: &[(&str, &str)] = &[
     ("GET", "/me"),
+    ("PATCH", "/me"),
     ("POST", "/me/2fa"),
     ("POST", "/me/2fa/confirm"),
     ("POST", "/auth/logout"),
@@ -180,21 +183,28 @@ async fn enforce(State(auth): State<Arc<Authenticator>>, request: Request, next:
         Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
-    if caller.enrolment_only && !ENROLMENT_ROUTES.contains(&(method.as_str(), path.as_str())) {
-        return ApiError::TwoFactorRequired.into_response();
+    let preferred = caller.language.map(PreferredLang);
+    let mut response =
+        if caller.enrolment_only && !ENROLMENT_ROUTES.contains(&(method.as_str(), path.as_str())) {
+            ApiError::TwoFactorRequired.into_response()
+        } else if !access.allows(caller.role) {
+            if let Err(error) = auth
+                .sessions()
+                .record_denied(&caller.actor(), &method, &path)
+                .await
+            {
+                tracing::warn!(%error, "a refused request could not be audited");
+            }
+            ApiError::Forbidden(caller.role).into_response()
+        } else {
+            parts.extensions.insert::<Caller>(caller);
+            next.run(Request::from_parts(parts, body)).await
+        };
+    // Problems come in the language the member chose.
+    if let Some(preferred) = preferred {
+        response.extensions_mut().insert(preferred);
     }
-    if !access.allows(caller.role) {
-        if let Err(error) = auth
-            .sessions()
-            .record_denied(&caller.actor(), &method, &path)
-            .await
-        {
-            tracing::warn!(%error, "a refused request could not be audited");
-        }
-        return ApiError::Forbidden(caller.role).into_response();
-    }
-    parts.extensions.insert::<Caller>(caller);
-    next.run(Request::from_parts(parts, body)).await
+    response
 }
 
 /// The matrix as a Markdown table, routes by roles, as `README.md` shows it.

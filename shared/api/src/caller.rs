@@ -29,6 +29,8 @@ pub struct Caller {
     /// The session serves only setting up a second factor (the organization requires
     /// one the member does not have yet).
     pub enrolment_only: bool,
+    /// The language the member chose, if any; it wins over `Accept-Language`.
+    pub language: Option<crate::i18n::Lang>,
     pub request: RequestInfo,
 }
 
@@ -81,6 +83,10 @@ impl Authenticator {
             session,
             role: state.role,
             enrolment_only: state.enrolment_only,
+            language: state
+                .language
+                .as_deref()
+                .and_then(crate::i18n::Lang::from_code),
             request: request_info(parts),
         })
     }

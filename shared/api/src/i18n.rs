@@ -85,6 +85,12 @@ impl Lang {
 }
 
 /// The caller's language from `Accept-Language`, as a handler argument.
+/// The caller's chosen language, put on a response so that its problem document is
+/// rendered in it whatever `Accept-Language` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreferredLang(pub Lang);
+
+/// The caller's chosen language when they set one, else `Accept-Language`.
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Lang {
     type Rejection = std::convert::Infallible;
 
@@ -92,6 +98,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Lang {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(lang) = parts
+            .extensions
+            .get::<crate::Caller>()
+            .and_then(|caller| caller.language)
+        {
+            return Ok(lang);
+        }
         Ok(Lang::negotiate(
             parts
                 .headers

@@ -419,7 +419,10 @@ pub async fn localize_problems(request: Request, next: Next) -> Response {
         },
         None => return response,
     };
-    let lang = Lang::negotiate(accept_language.as_ref().and_then(|v| v.to_str().ok()));
+    let lang = match response.extensions().get::<crate::i18n::PreferredLang>() {
+        Some(preferred) => preferred.0,
+        None => Lang::negotiate(accept_language.as_ref().and_then(|v| v.to_str().ok())),
+    };
     let request_id = request_id.as_ref().and_then(|v| v.to_str().ok());
     let rendered = problem.response(lang, request_id);
     let (parts, body) = rendered.into_parts();

@@ -125,7 +125,14 @@ pub struct User {
     pub email: Email,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The language the user chose for messages and mails (one of [`LANGUAGES`]); when
+    /// unset, each request's `Accept-Language` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
+
+/// The languages the product speaks, by their codes.
+pub const LANGUAGES: [&str; 8] = ["sv", "en", "da", "nb", "fi", "lt", "lv", "et"];
 
 /// A user as stored: with the password hash, which never leaves the domain.
 #[derive(Clone, Serialize, Deserialize)]
@@ -279,6 +286,7 @@ impl AccountService {
             email,
             role: Role::Owner,
             created_at: now,
+            language: None,
         };
         let actor = Actor {
             tenant,
@@ -436,6 +444,54 @@ impl AccountService {
             format!("user:{}", actor.user),
             None,
             Some(serde_json::json!({ "otherSessionsEnded": true })),
+        );
+        self.table
+            .transact_write(vec![WriteOp::Update(update), audit.write_op()])
+            .await?;
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, clears) the language the actor reads messages and mails in.
+    pub async fn set_language(
+        &self,
+        actor: &Actor,
+        language: Option<&str>,
+    ) -> Result<(), AccountError> {
+        let language = match language {
+            Some(code) => {
+                let code = code.trim().to_ascii_lowercase();
+                if !LANGUAGES.contains(&code.as_str()) {
+                    let mut errors = ValidationErrors::new();
+                    errors.add(
+                        "/language",
+                        FieldIssue::InvalidChoice {
+                            allowed: &LANGUAGES,
+                        },
+                    );
+                    return Err(errors.into());
+                }
+                Some(code)
+            }
+            None => None,
+        };
+        let mut update = crate::store::Update::new(keys::user(actor.tenant, actor.user));
+        match &language {
+            Some(code) => {
+                update.set.insert(
+                    "language".to_owned(),
+                    serde_json::Value::String(code.clone()),
+                );
+            }
+            None => update.remove.push("language".to_owned()),
+        }
+        update.condition = Condition::Exists;
+        let audit = AuditEvent::change(
+            actor,
+            self.clock.now(),
+            "user.language_changed",
+            format!("user:{}", actor.user),
+            None,
+            Some(serde_json::json!({ "language": language })),
         );
         self.table
             .transact_write(vec![WriteOp::Update(update), audit.write_op()])

@@ -232,6 +232,7 @@ impl MemberService {
             email: email.clone(),
             role: record.invitation.role,
             created_at: now,
+            language: None,
         };
         record.invitation.accepted_at = Some(now);
         let actor = Actor {

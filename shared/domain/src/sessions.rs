@@ -83,12 +83,14 @@ pub struct SessionSummary {
 }
 
 /// What every request learns about its caller from the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallerState {
     /// The role in force now.
     pub role: Role,
     /// The session may only set up a second factor.
     pub enrolment_only: bool,
+    /// The language the user chose, if any.
+    pub language: Option<String>,
 }
 
 impl SessionRecord {
@@ -318,6 +320,7 @@ impl SessionService {
                 Ok(CallerState {
                     role: user_record.user.role,
                     enrolment_only: record.enrolment_only,
+                    language: user_record.user.language,
                 })
             }
             _ => Err(SessionError::Invalid),

@@ -673,6 +673,7 @@ mod tests {
             email: Email::parse("anna.lind@nordlysfleet.se").unwrap(),
             role: Role::Editor,
             created_at: clock.now(),
+            language: None,
         };
         let record = UserRecord::new(user, "not-a-hash".into());
         table
