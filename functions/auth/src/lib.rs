@@ -9,6 +9,8 @@ mod sessions;
 mod two_factor;
 
 use api::caller::Origin;
+use api::i18n::Lang;
+use api::mail::MailTemplate;
 use api::openapi::CommonParts;
 use api::{ApiError, Authenticator, Caller, JsonBody};
 use axum::extract::{FromRef, State};
@@ -17,11 +19,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use domain::access::{Permission, Role};
+use domain::accounts::Email;
 use domain::accounts::{AccountService, SignUpRequest, User};
 use domain::audit_log::AuditLog;
 use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
-use domain::mail::Mailer;
+use domain::mail::{MailError, Mailer};
 use domain::members::MemberService;
 use domain::org_settings::OrganizationSettingsService;
 use domain::organization::Organization;
@@ -74,6 +77,23 @@ impl AuthState {
             throttle: Arc::new(LoginThrottle::new(table, clock, ThrottleLimits::default())),
             app_url: app_url.trim_end_matches('/').into(),
         }
+    }
+
+    /// A link into the web app that carries a one-time `token` (in the fragment, which
+    /// browsers do not send to servers or put in referrers).
+    fn link(&self, path: &str, token: &str) -> String {
+        format!("{}/{path}#token={token}", self.app_url)
+    }
+
+    /// Renders `template` for `to` in `lang` and hands it to the mailer.
+    async fn send_mail(
+        &self,
+        template: MailTemplate,
+        lang: Lang,
+        to: Email,
+    ) -> Result<(), MailError> {
+        let mail = template.render(lang, to)?;
+        self.mailer.send(&mail).await.map(|_| ())
     }
 }
 
@@ -332,18 +352,7 @@ async fn export_personal_data(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadProfile)?;
-    let data = state
-        .personal_data
-        .export(&caller.actor())
-        .await
-        .map_err(|error| match error {
-            domain::personal_data::PersonalDataError::NotFound => ApiError::Unauthorized {
-                token_present: true,
-            },
-            domain::personal_data::PersonalDataError::Audit(error) => error.into(),
-            domain::personal_data::PersonalDataError::TwoFactor(error) => error.into(),
-            domain::personal_data::PersonalDataError::Store(error) => error.into(),
-        })?;
+    let data = state.personal_data.export(&caller.actor()).await?;
     let member_since = data.user.created_at;
     let view = PersonalDataView {
         exported_at: data.exported_at,

@@ -78,17 +78,12 @@ pub(crate) async fn invite_member(
     let mail = MailTemplate::Invite {
         organization_name: organization.name,
         inviter_name: inviter.name,
-        link: format!(
-            "{}/invitations/accept#token={}",
-            state.app_url, invited.token
-        ),
+        link: state.link("invitations/accept", &invited.token),
         expires_at: invited.invitation.expires_at,
-    }
-    .render(lang, invited.invitation.email.clone());
-    let sent = match mail {
-        Ok(mail) => state.mailer.send(&mail).await.map(|_| ()),
-        Err(error) => Err(error),
     };
+    let sent = state
+        .send_mail(mail, lang, invited.invitation.email.clone())
+        .await;
     if let Err(error) = sent {
         tracing::warn!(%error, "invitation mail not sent; invitation withdrawn");
         state

@@ -370,15 +370,10 @@ pub(crate) async fn request_password_reset(
             .and_then(Lang::from_code)
             .unwrap_or(lang);
         let mail = MailTemplate::PasswordReset {
-            link: format!("{}/password-reset#token={}", state.app_url, issued.token),
+            link: state.link("password-reset", &issued.token),
             expires_at: issued.expires_at,
-        }
-        .render(lang, issued.user.email.clone());
-        let sent = match mail {
-            Ok(mail) => state.mailer.send(&mail).await.map(|_| ()),
-            Err(error) => Err(error),
         };
-        if let Err(error) = sent {
+        if let Err(error) = state.send_mail(mail, lang, issued.user.email.clone()).await {
             // The link is useless unmailed; it expires by itself. The answer stays the
             // same, so it tells nobody whether the address has an account.
             tracing::warn!(%error, "password-reset mail not sent");

@@ -148,41 +148,57 @@ pub fn message(lang: Lang, key: &str, params: &[(&str, String)]) -> String {
     text
 }
 
+/// Checks every catalog of a set against the English one, for the tests of each set
+/// (these messages, and the mails').
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
+pub(crate) mod catalog_checks {
+    use super::Lang;
+    use std::collections::{BTreeSet, HashMap};
 
-    fn placeholders(text: &str) -> BTreeSet<String> {
+    /// The `{name}` placeholders of a text.
+    pub fn placeholders(text: &str) -> BTreeSet<String> {
         text.split('{')
             .skip(1)
             .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
             .collect()
     }
 
-    #[test]
-    fn every_catalog_has_every_english_message_with_its_placeholders() {
-        let english: Catalog = serde_json::from_str(Lang::En.catalog_source()).unwrap();
+    /// Every language has every English key, with the same placeholders and a text.
+    pub fn assert_complete(catalog: impl Fn(Lang) -> HashMap<String, String>) {
+        let english = catalog(Lang::En);
+        assert!(!english.is_empty());
+        let expected: BTreeSet<_> = english.keys().collect();
         for lang in Lang::ALL {
-            let catalog: Catalog = serde_json::from_str(lang.catalog_source())
-                .unwrap_or_else(|e| panic!("{} does not parse: {e}", lang.code()));
-            let keys: BTreeSet<_> = catalog.keys().collect();
-            let expected: BTreeSet<_> = english.keys().collect();
+            let translated = catalog(lang);
+            let keys: BTreeSet<_> = translated.keys().collect();
             assert_eq!(keys, expected, "keys of {}", lang.code());
             for (key, text) in &english {
                 assert_eq!(
-                    placeholders(&catalog[key]),
+                    placeholders(&translated[key]),
                     placeholders(text),
                     "placeholders of {key} in {}",
                     lang.code()
                 );
                 assert!(
-                    !catalog[key].trim().is_empty(),
+                    !translated[key].trim().is_empty(),
                     "{key} empty in {}",
                     lang.code()
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalog_has_every_english_message_with_its_placeholders() {
+        catalog_checks::assert_complete(|lang| {
+            serde_json::from_str(lang.catalog_source())
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", lang.code()))
+        });
     }
 
     #[test]

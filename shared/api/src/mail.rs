@@ -364,7 +364,7 @@ fn fill(template: &str, values: &[(&str, String)]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
+    use crate::i18n::catalog_checks::placeholders;
 
     fn email() -> Email {
         Email::parse("asa.oberg@example.se").unwrap()
@@ -374,13 +374,6 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)
-    }
-
-    fn placeholders(text: &str) -> BTreeSet<String> {
-        text.split('{')
-            .skip(1)
-            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
-            .collect()
     }
 
     fn parsed(lang: Lang) -> Catalog {
@@ -417,27 +410,7 @@ mod tests {
 
     #[test]
     fn every_language_has_every_english_text_with_its_placeholders() {
-        let english = parsed(Lang::En);
-        assert!(!english.is_empty());
-        for lang in Lang::ALL {
-            let catalog = parsed(lang);
-            let keys: BTreeSet<_> = catalog.keys().collect();
-            let expected: BTreeSet<_> = english.keys().collect();
-            assert_eq!(keys, expected, "keys of {}", lang.code());
-            for (key, text) in &english {
-                assert_eq!(
-                    placeholders(&catalog[key]),
-                    placeholders(text),
-                    "placeholders of {key} in {}",
-                    lang.code()
-                );
-                assert!(
-                    !catalog[key].trim().is_empty(),
-                    "{key} empty in {}",
-                    lang.code()
-                );
-            }
-        }
+        crate::i18n::catalog_checks::assert_complete(parsed);
     }
 
     /// Every sentence is translated: only the date patterns may read as in English

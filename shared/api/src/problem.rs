@@ -551,6 +551,21 @@ impl From<domain::org_settings::SettingsError> for ApiError {
     }
 }
 
+impl From<domain::personal_data::PersonalDataError> for ApiError {
+    fn from(error: domain::personal_data::PersonalDataError) -> Self {
+        use domain::personal_data::PersonalDataError;
+        match error {
+            // The token named a user who is gone.
+            PersonalDataError::NotFound => ApiError::Unauthorized {
+                token_present: true,
+            },
+            PersonalDataError::Audit(error) => error.into(),
+            PersonalDataError::TwoFactor(error) => error.into(),
+            PersonalDataError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<AccountError> for ApiError {
     fn from(error: AccountError) -> Self {
         match error {

@@ -95,7 +95,7 @@ pub fn two_factor(tenant: TenantId, user: UserId) -> Key {
 pub fn invitation(tenant: TenantId, invitation: uuid::Uuid) -> Key {
     Key::new(
         tenant_partition(tenant),
-        format!("INVITE#{}", invitation.simple()),
+        format!("{INVITATION_PREFIX}{}", invitation.simple()),
     )
 }
 
@@ -144,8 +144,14 @@ pub fn audit_event(tenant: TenantId, sort_key: String) -> Key {
     Key::new(tenant_partition(tenant), sort_key)
 }
 
+pub const SESSION_PREFIX: &str = "SESSION#";
+pub const INVITATION_PREFIX: &str = "INVITE#";
+
 pub fn session(tenant: TenantId, session: crate::ids::SessionId) -> Key {
-    Key::new(tenant_partition(tenant), format!("SESSION#{session}"))
+    Key::new(
+        tenant_partition(tenant),
+        format!("{SESSION_PREFIX}{session}"),
+    )
 }
 
 /// An audit event's sort key: its time to the microsecond in RFC 3339 UTC, then its id.

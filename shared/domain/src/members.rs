@@ -367,7 +367,7 @@ impl MemberService {
             .delete(&keys::two_factor(tenant, member), Condition::None)
             .await?;
         let query = Query::partition(keys::tenant_partition(tenant)).limit(1000);
-        for prefix in ["SESSION#", "INVITE#"] {
+        for prefix in [keys::SESSION_PREFIX, keys::INVITATION_PREFIX] {
             let items = query_all(self.table.as_ref(), query.clone().begins_with(prefix)).await?;
             for item in items {
                 let theirs = item.attributes.get("userId").and_then(|v| v.as_str())

@@ -75,22 +75,22 @@ impl OrganizationSettingsService {
     pub async fn set_require_two_factor(
         &self,
         actor: &Actor,
-        require: bool,
+        required: bool,
     ) -> Result<OrganizationSettings, SettingsError> {
-        require_permission(actor)?;
-        if require && !self.two_factor.is_enabled(actor.tenant, actor.user).await? {
+        require(actor, Permission::ManageOrganization)?;
+        if required && !self.two_factor.is_enabled(actor.tenant, actor.user).await? {
             return Err(SettingsError::TwoFactorFirst);
         }
         let (mut organization, version) = self.organization(actor.tenant).await?;
         let before = organization.require_two_factor;
-        organization.require_two_factor = require;
+        organization.require_two_factor = required;
         let audit = AuditEvent::change(
             actor,
             self.clock.now(),
             "organization.settings_changed",
             format!("organization:{}", actor.tenant),
             Some(serde_json::json!({ "requireTwoFactor": before })),
-            Some(serde_json::json!({ "requireTwoFactor": require })),
+            Some(serde_json::json!({ "requireTwoFactor": required })),
         );
         let put = WriteOp::Put {
             item: Item::new(
@@ -105,11 +105,11 @@ impl OrganizationSettingsService {
             Err(StoreError::TransactionCanceled { .. }) => return Err(SettingsError::Contention),
             Err(other) => return Err(other.into()),
         }
-        if require && !before {
+        if required && !before {
             self.end_sessions_without_two_factor(actor.tenant).await?;
         }
         Ok(OrganizationSettings {
-            require_two_factor: require,
+            require_two_factor: required,
         })
     }
 
@@ -145,8 +145,4 @@ fn require(actor: &Actor, permission: Permission) -> Result<(), SettingsError> {
     } else {
         Err(SettingsError::Forbidden(actor.role))
     }
-}
-
-fn require_permission(actor: &Actor) -> Result<(), SettingsError> {
-    require(actor, Permission::ManageOrganization)
 }

@@ -335,7 +335,7 @@ impl SessionService {
         user: UserId,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         let query = Query::partition(keys::tenant_partition(tenant))
-            .begins_with("SESSION#")
+            .begins_with(keys::SESSION_PREFIX)
             .limit(1000);
         let now = self.clock.now();
         let user_record = match self.table.get(&keys::user(tenant, user)).await? {
