@@ -54,7 +54,9 @@ pub struct JobMessage {
 /// Where a job's file is kept: under the tenant, so a bucket policy or a lifecycle rule
 /// can name one organization's files.
 pub(crate) fn upload_key(tenant: TenantId, job: JobId) -> Result<BlobKey, ApiError> {
-    BlobKey::parse(&format!("imports/{tenant}/{job}.csv")).map_err(ApiError::internal)
+    let folder = domain::blobs::tenant_folder(domain::blobs::IMPORTS_AREA, tenant)
+        .map_err(ApiError::internal)?;
+    BlobKey::parse(&format!("{folder}/{job}.csv")).map_err(ApiError::internal)
 }
 
 fn blob_error(error: BlobError) -> ApiError {

@@ -132,6 +132,70 @@ async fn presigned_put_then_get(blobs: &dyn Blobs) {
     assert_eq!(response.bytes().await.unwrap().to_vec(), file);
 }
 
+async fn listing_a_folder(blobs: &dyn Blobs) {
+    let folder = key(&format!("imports/{}", unique_name("listed")));
+    let under = |rest: &str| key(&format!("{folder}/{rest}"));
+    // Stored out of order; `.` sorts before `/`, so `b.csv` comes before `b/c.csv`.
+    let inside = [
+        under("b/c.csv"),
+        under("a.csv"),
+        under("b.csv"),
+        under("b/d/e"),
+    ];
+    for key in &inside {
+        blobs.put(key, b"x".to_vec(), "text/csv").await.unwrap();
+    }
+    // Neighbours whose keys start with the folder's name but are not in it.
+    let neighbours = [
+        key(&format!("{folder}-other/x")),
+        key(&format!("{folder}x/y")),
+    ];
+    for key in &neighbours {
+        blobs.put(key, b"x".to_vec(), "text/csv").await.unwrap();
+    }
+    let in_order = vec![
+        under("a.csv"),
+        under("b.csv"),
+        under("b/c.csv"),
+        under("b/d/e"),
+    ];
+    let all = blobs.list(&folder, None, 1000).await.unwrap();
+    assert_eq!(all.keys, in_order);
+    assert_eq!(all.next, None);
+
+    // Page by page.
+    let first = blobs.list(&folder, None, 3).await.unwrap();
+    assert_eq!(first.keys, in_order[..3]);
+    assert_eq!(first.next.as_ref(), Some(&in_order[2]));
+    let rest = blobs.list(&folder, first.next.as_ref(), 3).await.unwrap();
+    assert_eq!((rest.keys.as_slice(), rest.next), (&in_order[3..], None));
+    let exact = blobs.list(&folder, None, 4).await.unwrap();
+    assert_eq!((exact.keys.len(), exact.next), (4, None));
+
+    // A folder with nothing in it, and a blob's own key as a folder.
+    let empty = blobs
+        .list(&key(&format!("imports/{}", unique_name("empty"))), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(empty, Default::default());
+    let file_as_folder = blobs.list(&under("a.csv"), None, 10).await.unwrap();
+    assert!(file_as_folder.keys.is_empty());
+
+    // Deleted blobs are no longer listed.
+    for key in &inside {
+        blobs.delete(key).await.unwrap();
+    }
+    assert!(blobs.list(&folder, None, 10).await.unwrap().keys.is_empty());
+    assert!(matches!(
+        blobs.list(&folder, None, 0).await,
+        Err(BlobError::Invalid(_))
+    ));
+    assert!(matches!(
+        blobs.list(&folder, None, 1001).await,
+        Err(BlobError::Invalid(_))
+    ));
+}
+
 async fn invalid_requests_are_refused(blobs: &dyn Blobs) {
     let key = unique_key("invalid");
     let invalid = |result: Result<(), BlobError>| matches!(result, Err(BlobError::Invalid(_)));
@@ -219,6 +283,7 @@ conformance!(
     put_get_head_round_trip,
     missing_and_deleted_blobs,
     presigned_put_then_get,
+    listing_a_folder,
     invalid_requests_are_refused,
 );
 

@@ -6,6 +6,7 @@
 //! whose presigned URLs point at the local runner); `adapters/tests/blob_conformance.rs`
 //! holds them to the same behaviour.
 
+use crate::ids::TenantId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -53,6 +54,21 @@ impl fmt::Display for BlobKey {
     }
 }
 
+/// The most keys one [`Blobs::list`] call answers (S3's page size).
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// The areas of the bucket that hold an organization's files, each under
+/// `<area>/<tenant>/`. The retention job deletes everything under them when it removes
+/// an organization, so a new kind of tenant file goes in an area listed here.
+pub const TENANT_AREAS: [&str; 1] = [IMPORTS_AREA];
+/// Files of large imports, waiting for the worker: `imports/<tenant>/<job>.csv`.
+pub const IMPORTS_AREA: &str = "imports";
+
+/// The folder of `tenant`'s files in `area` (one of [`TENANT_AREAS`]).
+pub fn tenant_folder(area: &str, tenant: TenantId) -> Result<BlobKey, BlobError> {
+    BlobKey::parse(&format!("{area}/{tenant}"))
+}
+
 /// A stored blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blob {
@@ -65,6 +81,15 @@ pub struct Blob {
 pub struct BlobInfo {
     pub size: u64,
     pub content_type: String,
+}
+
+/// One page of the keys under a folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlobListing {
+    /// In byte order.
+    pub keys: Vec<BlobKey>,
+    /// Set exactly when more keys follow: pass it as `after` for the next page.
+    pub next: Option<BlobKey>,
 }
 
 /// A request a client may make without credentials until `expires_at`.
@@ -107,6 +132,15 @@ pub trait Blobs: Send + Sync + 'static {
     /// Deletes the blob; deleting a missing one is not an error.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
 
+    /// The keys of the blobs under `folder` (those that start with `folder/`), in byte
+    /// order, after `after` when given, at most `limit` (1..=[`MAX_LIST_LIMIT`]).
+    async fn list(
+        &self,
+        folder: &BlobKey,
+        after: Option<&BlobKey>,
+        limit: usize,
+    ) -> Result<BlobListing, BlobError>;
+
     /// A URL to upload the blob with `PUT`, valid for `expires_in`. The client must
     /// send the returned headers (among them `content-type: <content_type>`).
     async fn presign_put(
@@ -122,6 +156,16 @@ pub trait Blobs: Send + Sync + 'static {
         key: &BlobKey,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError>;
+}
+
+/// Checks the port rule of a listing, so every adapter refuses the same requests.
+pub fn validate_list_limit(limit: usize) -> Result<(), BlobError> {
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(BlobError::Invalid(format!(
+            "a listing holds 1..={MAX_LIST_LIMIT} keys"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the port rules of a presign, so every adapter refuses the same requests.
@@ -163,6 +207,16 @@ mod tests {
             assert!(BlobKey::parse(bad).is_err(), "{bad:?}");
         }
         assert!(BlobKey::parse(&"a".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn tenant_folders() {
+        let tenant = TenantId::generate();
+        let folder = tenant_folder(IMPORTS_AREA, tenant).unwrap();
+        assert_eq!(folder.as_str(), format!("imports/{tenant}"));
+        assert!(validate_list_limit(0).is_err());
+        assert!(validate_list_limit(MAX_LIST_LIMIT + 1).is_err());
+        assert!(validate_list_limit(MAX_LIST_LIMIT).is_ok());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use domain::blobs::{
-    Blob, BlobError, BlobInfo, BlobKey, Blobs, PresignedRequest, validate_content_type,
-    validate_expiry,
+    Blob, BlobError, BlobInfo, BlobKey, BlobListing, Blobs, PresignedRequest,
+    validate_content_type, validate_expiry, validate_list_limit,
 };
 
 /// An S3 client from the shared SDK configuration. `force_path_style` addresses the
@@ -164,6 +164,38 @@ impl Blobs for S3Blobs {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn list(
+        &self,
+        folder: &BlobKey,
+        after: Option<&BlobKey>,
+        limit: usize,
+    ) -> Result<BlobListing, BlobError> {
+        validate_list_limit(limit)?;
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{folder}/"))
+            .set_start_after(after.map(|key| key.as_str().to_owned()))
+            .max_keys(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let keys = output
+            .contents()
+            .iter()
+            .filter_map(|object| object.key())
+            .map(BlobKey::parse)
+            .collect::<Result<Vec<_>, _>>()
+            // Only keys this port wrote are in the bucket, and it writes only BlobKeys.
+            .map_err(|error| BlobError::Unavailable(format!("a stored key: {error}")))?;
+        let next = match output.is_truncated() {
+            Some(true) => keys.last().cloned(),
+            _ => None,
+        };
+        Ok(BlobListing { keys, next })
     }
 
     async fn presign_put(

@@ -29,8 +29,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use domain::blobs::{
-    Blob, BlobError, BlobInfo, BlobKey, Blobs, PresignedRequest, validate_content_type,
-    validate_expiry,
+    Blob, BlobError, BlobInfo, BlobKey, BlobListing, Blobs, PresignedRequest,
+    validate_content_type, validate_expiry, validate_list_limit,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -206,6 +206,50 @@ impl FolderBlobs {
     }
 }
 
+/// Every blob key under `folder` (its files, at any depth), unsorted.
+fn keys_below(objects: &Path, folder: &BlobKey) -> Result<Vec<BlobKey>, BlobError> {
+    let mut keys = Vec::new();
+    let mut pending = vec![(objects.join(folder.as_str()), folder.as_str().to_owned())];
+    while let Some((directory, prefix)) = pending.pop() {
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            // No folder (nothing stored under it yet), or a blob where a folder would be.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
+            Err(error) => {
+                return Err(BlobError::Unavailable(format!(
+                    "listing {}: {error}",
+                    directory.display()
+                )));
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(|error| {
+                BlobError::Unavailable(format!("listing {}: {error}", directory.display()))
+            })?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let key = format!("{prefix}/{name}");
+            let kind = entry.file_type().map_err(|error| {
+                BlobError::Unavailable(format!("listing {}: {error}", directory.display()))
+            })?;
+            if kind.is_dir() {
+                pending.push((entry.path(), key));
+            } else if let Ok(key) = BlobKey::parse(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    Ok(keys)
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
 ) -> Result<T, BlobError> {
@@ -274,6 +318,26 @@ impl Blobs for FolderBlobs {
             ))),
         })
         .await
+    }
+
+    async fn list(
+        &self,
+        folder: &BlobKey,
+        after: Option<&BlobKey>,
+        limit: usize,
+    ) -> Result<BlobListing, BlobError> {
+        validate_list_limit(limit)?;
+        let (objects, folder) = (self.objects.clone(), folder.clone());
+        let mut keys = blocking(move || keys_below(&objects, &folder)).await?;
+        // Byte order, as S3 lists.
+        keys.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+        if let Some(after) = after {
+            keys.retain(|key| key.as_str().as_bytes() > after.as_str().as_bytes());
+        }
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next = if more { keys.last().cloned() } else { None };
+        Ok(BlobListing { keys, next })
     }
 
     async fn presign_put(
