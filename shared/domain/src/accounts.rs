@@ -320,6 +320,8 @@ impl AccountService {
             put_new(keys::organization(tenant), &organization)?,
             put_new(keys::user(tenant, user.id), &record)?,
             audit.write_op(),
+            // Listed for the retention job, active from today.
+            crate::activity::registration_op(tenant, now.date_naive())?,
         ];
         match self.table.transact_write(ops).await {
             Ok(()) => Ok((organization, user)),

@@ -26,6 +26,8 @@
 //! | import sequence     | `T#<tenant>`          | `PORTFOLIO#SEQUENCE`                |                  |                    |
 //! | dashboard list entry| `T#<tenant>`          | `DASH#<epoch>#<list>#<rank>#<id>`   |                  |                    |
 //! | portfolio registry  | `PORTFOLIOS`          | `T#<tenant>`                        |                  |                    |
+//! | organization registry | `ORGANIZATIONS`     | `T#<tenant>` (last activity, retention) |              |                    |
+//! | removed organization | `RETENTION`          | `T#<tenant>` (no personal data)     |                  |                    |
 //!
 //! Access patterns (no scan anywhere):
 //! - log in by e-mail: get `EMAIL#<email>`, then get the user;
@@ -51,6 +53,12 @@
 //! - the dashboard: query prefix `PORTFOLIO` (epoch, totals and settings in one read),
 //!   then the first entries of a list: query prefix `DASH#<epoch>#<list>#`;
 //! - the nightly roll of every organization's dashboard: query `PORTFOLIOS`.
+//! - when an organization was last active (each sign-in, at most one write a day):
+//!   get `ORGANIZATIONS` / `T#<tenant>`;
+//! - every organization, for the daily retention job: query `ORGANIZATIONS`; all of one
+//!   organization's items when it is removed: query `T#<tenant>` (and `gsi1`
+//!   `T#<tenant>#END`), then the global items each of them names;
+//! - the organizations the retention job removed: query `RETENTION`.
 //!
 //! Every tenant-scoped key, in the table and in the index, starts with `T#<tenant>`, so an
 //! IAM `dynamodb:LeadingKeys` condition can fence tenants. Only sign-up and login touch
@@ -291,9 +299,45 @@ pub fn portfolio_registration(tenant: TenantId) -> Key {
     Key::new(PORTFOLIOS_PARTITION, tenant_partition(tenant))
 }
 
+pub const ORGANIZATIONS_PARTITION: &str = "ORGANIZATIONS";
+
+/// Lists an organization for the retention job, with the day it was last active and
+/// where its retention stands (`domain::retention`).
+pub fn organization_registration(tenant: TenantId) -> Key {
+    Key::new(ORGANIZATIONS_PARTITION, tenant_partition(tenant))
+}
+
+pub const RETENTION_PARTITION: &str = "RETENTION";
+
+/// What is left of an organization the retention job removed: its id, when, and how
+/// much went. No personal data.
+pub fn retention_record(tenant: TenantId) -> Key {
+    Key::new(RETENTION_PARTITION, tenant_partition(tenant))
+}
+
+/// The tenant a registry's sort key (`T#<tenant>`, in `PORTFOLIOS` and
+/// `ORGANIZATIONS`) names.
+pub fn registered_tenant(sort_key: &str) -> Option<TenantId> {
+    sort_key.strip_prefix("T#")?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_name_their_tenant() {
+        let tenant = TenantId::generate();
+        for key in [
+            organization_registration(tenant),
+            retention_record(tenant),
+            portfolio_registration(tenant),
+        ] {
+            assert_eq!(registered_tenant(&key.sk), Some(tenant));
+        }
+        assert_eq!(registered_tenant("T#not-an-id"), None);
+        assert_eq!(registered_tenant(&tenant.to_string()), None);
+    }
 
     #[test]
     fn tenant_keys_lead_with_the_tenant() {

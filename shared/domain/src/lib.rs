@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod activity;
 pub mod audit;
 pub mod audit_log;
 pub mod blobs;
@@ -24,11 +25,14 @@ pub mod personal_data;
 pub mod portfolio;
 pub mod queue;
 pub mod rates;
+pub mod retention;
 pub mod schedule;
 mod secret_token;
 pub mod sessions;
 pub mod sso;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod throttle;
 pub mod totp;
 pub mod two_factor;

@@ -16,9 +16,12 @@
 //! - **Sign out everywhere** (and a password change) moves the user's
 //!   `sessionGeneration` on: every session opened under an earlier one is over, without
 //!   finding them one by one.
+//! - **Activity.** Opening and refreshing a session keeps the organization active for
+//!   the retention job ([`crate::activity`]; at most one write per organization a day).
 
 use crate::access::Role;
 use crate::accounts::{User, UserRecord};
+use crate::activity::ActivityLog;
 use crate::audit::{Actor, AuditEvent, RequestInfo};
 use crate::clock::Clock;
 use crate::ids::{SessionId, TenantId, UserId};
@@ -151,11 +154,25 @@ fn new_token(tenant: TenantId, session: SessionId) -> Result<SecretToken, Sessio
 pub struct SessionService {
     table: Arc<dyn Table>,
     clock: Arc<dyn Clock>,
+    /// Sign-ins and refreshes keep the organization active for the retention job.
+    activity: ActivityLog,
 }
 
 impl SessionService {
     pub fn new(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Self {
-        Self { table, clock }
+        Self {
+            activity: ActivityLog::new(table.clone(), clock.clone()),
+            table,
+            clock,
+        }
+    }
+
+    /// Records that `tenant` is active today (at most one write a day). A failure only
+    /// logs: the sign-in stands, and the next sign-in or refresh records it.
+    async fn note_activity(&self, tenant: TenantId) {
+        if let Err(error) = self.activity.record(tenant).await {
+            tracing::warn!(%tenant, %error, "could not record the organization's activity");
+        }
     }
 
     /// Opens a session for `user`, who has just proven who they are, and audits the
@@ -239,6 +256,7 @@ impl SessionService {
                 audit.write_op(),
             ])
             .await?;
+        self.note_activity(user.tenant_id).await;
         Ok(Issued {
             session: record.id,
             refresh_token: token.format(TOKEN_PREFIX),
@@ -294,6 +312,7 @@ impl SessionService {
             }
             Err(other) => return Err(other.into()),
         }
+        self.note_activity(record.tenant_id).await;
         Ok(Refreshed {
             issued: Issued {
                 session: record.id,
