@@ -136,6 +136,32 @@ impl MailTemplate {
     }
 }
 
+/// The retention job's warning ([`domain::retention::WarningMail`]) with the product's
+/// texts: in the language the owner chose, or English when they chose none (the job has
+/// no request whose `Accept-Language` could say).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RetentionWarnings;
+
+impl domain::retention::WarningMail for RetentionWarnings {
+    fn retention_warning(
+        &self,
+        owner: &domain::accounts::User,
+        organization: &domain::organization::Organization,
+        deletion_date: NaiveDate,
+    ) -> Result<Mail, MailError> {
+        let lang = owner
+            .language
+            .as_deref()
+            .and_then(Lang::from_code)
+            .unwrap_or_default();
+        MailTemplate::RetentionWarning {
+            organization_name: organization.name.clone(),
+            deletion_date,
+        }
+        .render(lang, owner.email.clone())
+    }
+}
+
 fn plain_text(texts: &Texts, content: &Content) -> Result<String, MailError> {
     let mut blocks = vec![texts.get("common.greeting")?.to_owned()];
     blocks.extend(content.before.iter().cloned());
@@ -538,6 +564,53 @@ mod tests {
         // A line break in a name becomes a space, in the subject and the body.
         assert!(mail.subject().contains("O'Brien Bcc: victim@example.com"));
         assert!(!mail.text().contains("O'Brien\r") && !mail.text().contains("O'Brien\n"));
+    }
+
+    #[test]
+    fn the_retention_job_writes_in_each_owners_language() {
+        use domain::retention::WarningMail;
+        let organization = domain::organization::Organization {
+            id: domain::ids::TenantId::generate(),
+            name: "Ģērķu Līzings SIA".into(),
+            organization_number: domain::organization::OrganizationNumber::parse("556074-3089")
+                .unwrap(),
+            created_at: at("2021-01-01T00:00:00Z"),
+            require_two_factor: false,
+        };
+        let owner = |language: Option<&str>| domain::accounts::User {
+            id: domain::ids::UserId::generate(),
+            tenant_id: organization.id,
+            name: "Åsa Öberg".into(),
+            email: email(),
+            role: domain::access::Role::Owner,
+            created_at: at("2021-01-01T00:00:00Z"),
+            language: language.map(str::to_owned),
+        };
+        let deletion_date = NaiveDate::from_ymd_opt(2027, 1, 5).unwrap();
+        for (language, lang) in [
+            (Some("lv"), Lang::Lv),
+            (Some("sv"), Lang::Sv),
+            (None, Lang::En),
+        ] {
+            let mail = RetentionWarnings
+                .retention_warning(&owner(language), &organization, deletion_date)
+                .unwrap();
+            let expected = MailTemplate::RetentionWarning {
+                organization_name: organization.name.clone(),
+                deletion_date,
+            }
+            .render(lang, email())
+            .unwrap();
+            assert_eq!(mail, expected, "{language:?}");
+        }
+        let latvian = RetentionWarnings
+            .retention_warning(&owner(Some("lv")), &organization, deletion_date)
+            .unwrap();
+        assert!(
+            latvian.subject().contains("05.01.2027."),
+            "{}",
+            latvian.subject()
+        );
     }
 
     #[test]
