@@ -1,10 +1,14 @@
 //! The auth function: sign-up of an organization with its owner, sign-in and sessions
 //! (`sessions`), two-factor login (`two_factor`), members and invitations (`members`),
-//! the caller's profile, and the organization's audit trail (`audit`).
+//! the caller's profile, and the organization's audit trail (`audit`); the daily
+//! retention job (`retention`).
 
 mod audit;
+#[cfg(feature = "lambda")]
+pub mod lambda_env;
 mod members;
 mod organization;
+pub mod retention;
 mod sessions;
 mod two_factor;
 

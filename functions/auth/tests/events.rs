@@ -61,3 +61,75 @@ async fn sign_up_log_in_and_me_events() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn the_schedule_event_runs_the_retention_job() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
+    let table: Arc<dyn domain::store::Table> =
+        Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
+    let outbox = Arc::new(
+        adapters::embedded::Outbox::open(
+            &data.path().join("outbox"),
+            domain::mail::Sender::new(
+                domain::accounts::Email::parse("no-reply@leasedesk.se").unwrap(),
+                None,
+            )
+            .unwrap(),
+        )
+        .unwrap(),
+    );
+    let state = auth::AuthState::new(
+        table.clone(),
+        authenticator(table.clone(), clock.clone()),
+        clock.clone(),
+        outbox.clone(),
+        "https://app.leasedesk.se",
+    );
+    let router = app(api::service(auth::router(state)));
+    let (status, _, profile) = send_event(&router, "auth/signup.json", &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{profile}");
+    let blobs = Arc::new(
+        adapters::embedded::FolderBlobs::open(&data.path().join("blobs"), "http://127.0.0.1:9")
+            .unwrap(),
+    );
+    let retention = domain::retention::RetentionService::new(
+        table,
+        clock.clone(),
+        blobs,
+        outbox.clone(),
+        Arc::new(api::mail::RetentionWarnings),
+        domain::retention::RetentionPolicy::default(),
+    );
+
+    // The run of the day the event names: 1796 days after the sign-up.
+    let event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../events/auth/retention.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    clock.set(event["time"].as_str().unwrap().parse().unwrap());
+    let report = auth::retention::handle_schedule(&retention, &event)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.organizations, report.warned, report.mails_sent),
+        (1, 1, 1)
+    );
+    let mails = outbox
+        .messages_to(&domain::accounts::Email::parse("anna.lind@nordlysfleet.se").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        mails.last().unwrap().subject,
+        "The data of Nordlys Fleet AB in Leasedesk will be deleted on 2031-11-21"
+    );
+    // The same event again (a retry) warns nobody twice.
+    let again = auth::retention::handle_schedule(&retention, &event)
+        .await
+        .unwrap();
+    assert_eq!((again.warned, again.failed), (0, 0));
+}
