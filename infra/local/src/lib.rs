@@ -16,6 +16,7 @@ use domain::portfolio::PortfolioService;
 use domain::queue::{Queue, ReceiveRequest};
 use domain::rates::RateService;
 use domain::rates::feed::RateFeed;
+use domain::retention::{RetentionPolicy, RetentionService};
 use domain::sessions::SessionService;
 use domain::store::Table;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct Config {
     /// The address clients reach the runner at, for presigned upload URLs
     /// (`http://127.0.0.1:3000` unless set).
     pub public_url: String,
+    /// How long an organization may stay inactive before the retention job removes it.
+    pub retention: RetentionPolicy,
 }
 
 impl Config {
@@ -47,7 +50,13 @@ impl Config {
             access_token_ttl: chrono::Duration::minutes(15),
             feeds: Vec::new(),
             public_url: "http://127.0.0.1:3000".into(),
+            retention: RetentionPolicy::default(),
         }
+    }
+
+    pub fn with_retention(mut self, policy: RetentionPolicy) -> Self {
+        self.retention = policy;
+        self
     }
 
     pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
@@ -77,6 +86,8 @@ pub struct Stack {
     /// Import jobs waiting for the worker (`queue.sqlite3` in the data folder).
     pub import_queue: Arc<dyn Queue>,
     pub import_worker: Arc<contracts::ImportWorker>,
+    /// The daily retention job over the same table, files and outbox.
+    pub retention: Arc<RetentionService>,
 }
 
 /// Opens the embedded stores in `config.data_dir` and builds the app.
@@ -141,7 +152,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             table.clone(),
             auth.clone(),
             clock.clone(),
-            outbox,
+            outbox.clone(),
             &config.public_url,
         )))
         .merge(contracts::router(
@@ -157,6 +168,14 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         contracts::MAX_IMPORT_BYTES,
     ));
     let app = api::service(routes).layer(middleware::from_fn(client_ip));
+    let retention = Arc::new(RetentionService::new(
+        table.clone(),
+        clock.clone(),
+        blobs.clone(),
+        outbox,
+        Arc::new(api::mail::RetentionWarnings),
+        config.retention,
+    ));
     let import_worker = Arc::new(contracts::ImportWorker::new(
         table.clone(),
         clock.clone(),
@@ -174,6 +193,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         portfolio,
         import_queue,
         import_worker,
+        retention,
     })
 }
 
@@ -283,19 +303,40 @@ pub fn spawn_rates_scheduler(
 pub fn spawn_portfolio_roll(portfolio: Arc<PortfolioService>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let now = chrono::Utc::now();
-            let next = (now.date_naive() + chrono::Days::new(1))
-                .and_hms_opt(0, 5, 0)
-                .map(|at| at.and_utc())
-                .unwrap_or(now);
-            let wait = (next - now).to_std().unwrap_or_default();
-            tokio::time::sleep(wait.max(std::time::Duration::from_secs(60))).await;
+            tokio::time::sleep(until_tomorrow_at(0, 5)).await;
             match portfolio.roll_all().await {
                 Ok(rolled) => tracing::info!(rolled, "portfolio: nightly roll"),
                 Err(error) => tracing::warn!(%error, "portfolio: the nightly roll failed"),
             }
         }
     })
+}
+
+/// Runs the retention job every day at 03:00 UTC, as the schedule does in AWS (the run
+/// logs what it did). A run cut off by a stop is finished by the next.
+pub fn spawn_retention(retention: Arc<RetentionService>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(until_tomorrow_at(3, 0)).await;
+            if let Err(error) =
+                auth::retention::handle_schedule(&retention, &serde_json::Value::Null).await
+            {
+                tracing::warn!(%error, "retention: the daily run did not finish everything");
+            }
+        }
+    })
+}
+
+/// How long until tomorrow's `hour:minute` UTC (at least a minute, so a clock that jumps
+/// cannot make a loop spin).
+fn until_tomorrow_at(hour: u32, minute: u32) -> std::time::Duration {
+    let now = chrono::Utc::now();
+    let next = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(hour, minute, 0)
+        .map(|at| at.and_utc())
+        .unwrap_or(now);
+    let wait = (next - now).to_std().unwrap_or_default();
+    wait.max(std::time::Duration::from_secs(60))
 }
 
 /// The key that signs local tokens: made once, kept in the data folder (owner-only), so
@@ -353,6 +394,8 @@ pub async fn serve(
 /// and benchmarks.
 pub struct Running {
     pub url: String,
+    /// The retention job over this stack's data, for tests to run when they choose.
+    pub retention: Arc<RetentionService>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_worker: tokio::sync::watch::Sender<bool>,
@@ -377,6 +420,7 @@ impl Running {
         }));
         Ok(Self {
             url,
+            retention: stack.retention,
             stop: Some(stop),
             task,
             stop_worker,

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use domain::rates::Source;
+use domain::retention::RetentionPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,49 @@ enum Command {
         #[command(subcommand)]
         command: RatesCommand,
     },
+    /// The data-retention job: inactive organizations are warned, then removed.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Run the job once now and print what it did.
+    Run {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct RetentionArgs {
+    /// Days without a sign-in after which an organization is removed (its owners are
+    /// warned 30 days before).
+    #[arg(
+        long = "retention-inactive-days",
+        value_name = "DAYS",
+        default_value_t = domain::retention::DEFAULT_INACTIVE_DAYS,
+        env = "RETENTION_INACTIVE_DAYS",
+        value_parser = parse_inactive_days
+    )]
+    inactive_days: u32,
+}
+
+impl RetentionArgs {
+    fn policy(&self) -> RetentionPolicy {
+        // Checked by the parser.
+        RetentionPolicy::new(self.inactive_days).unwrap_or_default()
+    }
+}
+
+fn parse_inactive_days(text: &str) -> Result<u32, String> {
+    RetentionPolicy::parse(text)
+        .map(RetentionPolicy::inactive_days)
+        .map_err(|error| error.to_string())
 }
 
 #[derive(Subcommand)]
@@ -67,6 +111,11 @@ struct ServeArgs {
     no_rates_polling: bool,
     #[command(flatten)]
     feeds: FeedArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Do not run the daily retention job (03:00 UTC).
+    #[arg(long, env = "LEASEDESK_NO_RETENTION")]
+    no_retention: bool,
 }
 
 /// Where the rate sources are (the public ones unless overridden, e.g. for tests).
@@ -122,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
                     feeds,
                 },
         }) => refresh_rates(source.as_deref().and_then(Source::parse), data, feeds).await,
+        Some(Command::Retention {
+            command: RetentionCommand::Run { data, retention },
+        }) => run_retention(data, retention).await,
     }
 }
 
@@ -132,7 +184,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let config = leasedesk::Config::new(&args.data.data_dir)
         .with_feeds(args.feeds.feeds()?)
-        .with_public_url(format!("http://{addr}"));
+        .with_public_url(format!("http://{addr}"))
+        .with_retention(args.retention.policy());
     let stack = leasedesk::build(&config)?;
     println!(
         "Leasedesk is listening on http://{addr} (data in {})",
@@ -146,6 +199,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     });
     let roll = leasedesk::spawn_portfolio_roll(stack.portfolio.clone());
+    let retention =
+        (!args.no_retention).then(|| leasedesk::spawn_retention(stack.retention.clone()));
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let worker = leasedesk::spawn_import_worker(
         stack.import_queue.clone(),
@@ -160,6 +215,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scheduler.abort();
     }
     roll.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     drop(stack.table);
     println!("Leasedesk stopped");
     Ok(())
@@ -202,6 +260,32 @@ async fn refresh_rates(
         report.contracts_repriced
     );
     Ok(())
+}
+
+async fn run_retention(data: DataArgs, retention: RetentionArgs) -> anyhow::Result<()> {
+    let config = leasedesk::Config::new(&data.data_dir).with_retention(retention.policy());
+    let stack = leasedesk::build(&config)?;
+    let result = auth::retention::handle_schedule(&stack.retention, &serde_json::Value::Null).await;
+    let report = match &result {
+        Ok(report) | Err(auth::retention::RetentionRunError::Incomplete(report)) => report,
+        Err(error) => anyhow::bail!("the retention job could not run: {error}"),
+    };
+    println!(
+        "retention after {} days: organizations {}, warned {}, mails sent {}, \
+         warnings cleared {}, removed {}, registered {}, kept by a sign-in {}, failed {}",
+        retention.inactive_days,
+        report.organizations,
+        report.warned,
+        report.mails_sent,
+        report.cleared,
+        report.deleted,
+        report.registered,
+        report.kept_by_activity,
+        report.failed
+    );
+    result
+        .map(drop)
+        .context("some organizations are left for the next run (see the log)")
 }
 
 async fn shutdown_signal() {

@@ -266,3 +266,84 @@ async fn the_scheduler_polls_when_the_runner_starts() {
     }
     panic!("the scheduler did not poll within 10 s of start");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_run_warns_an_inactive_organization_once() {
+    use domain::store::{Query, Table, Update};
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    sign_up_and_log_in(&reqwest::Client::new(), &server.url.clone()).await;
+    server.interrupt();
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+
+    // Its last sign-in was six years ago, as far as the registry knows.
+    {
+        let table =
+            adapters::embedded::SqliteTable::open(&data.path().join("leasedesk.sqlite3")).unwrap();
+        let registry = table
+            .query(Query::partition(domain::keys::ORGANIZATIONS_PARTITION).limit(10))
+            .await
+            .unwrap();
+        assert_eq!(registry.items.len(), 1, "registered at sign-up");
+        let long_ago = chrono::Utc::now().date_naive() - chrono::Days::new(6 * 365);
+        let mut update = Update::new(registry.items[0].key.clone());
+        update.set.insert("lastActiveOn".into(), json!(long_ago));
+        table.update(update).await.unwrap();
+    }
+
+    let run = |args: &'static [&'static str]| {
+        let data = data.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_leasedesk"))
+                .args(["retention", "run", "--data-dir"])
+                .arg(&data)
+                .args(args)
+                .env("RUST_LOG", "error")
+                .env_remove("RETENTION_INACTIVE_DAYS")
+                .output()
+                .expect("leasedesk runs")
+        })
+    };
+    let first = run(&[]).await.unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let printed = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        printed.contains("retention after 1826 days: organizations 1, warned 1, mails sent 1,"),
+        "{printed}"
+    );
+    let outbox = adapters::embedded::Outbox::open(
+        &data.path().join("outbox"),
+        domain::mail::Sender::new(
+            domain::accounts::Email::parse("reader@leasedesk.localhost").unwrap(),
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mails = outbox
+        .messages_to(&domain::accounts::Email::parse("erik@kirunamaskin.se").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0]
+            .subject
+            .starts_with("The data of Kiruna Maskin AB in Leasedesk"),
+        "{}",
+        mails[0].subject
+    );
+
+    // Once is enough.
+    let second = run(&[]).await.unwrap();
+    let printed = String::from_utf8_lossy(&second.stdout);
+    assert!(printed.contains("warned 0, mails sent 0"), "{printed}");
+
+    // A period no longer than the warning is refused.
+    let refused = run(&["--retention-inactive-days", "30"]).await.unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("longer than the 30-day warning"), "{said}");
+}
