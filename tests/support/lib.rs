@@ -62,6 +62,17 @@ impl TestApp {
         self.data
     }
 
+    /// Runs the retention job once, as the daily schedule does, on the test's clock.
+    pub async fn run_retention(&self) -> domain::retention::RetentionReport {
+        self.running
+            .as_ref()
+            .expect("the stack is running")
+            .retention
+            .run()
+            .await
+            .expect("the retention run reads the registry")
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.url))
     }
