@@ -847,7 +847,7 @@ impl RetentionService {
             .get("tenantId")
             .and_then(|value| value.as_str())
             == Some(tenant.to_string().as_str());
-        Ok(points_here.then(|| WriteOp::Delete {
+        Ok(points_here.then_some(WriteOp::Delete {
             key,
             condition: Condition::VersionIs(item.version),
         }))

@@ -365,7 +365,6 @@ pub struct RecordingMailer {
     sent: Mutex<Vec<Mail>>,
     unavailable_for: Mutex<HashSet<String>>,
     rejected_for: Mutex<HashSet<String>>,
-    attempts: AtomicUsize,
 }
 
 impl RecordingMailer {
@@ -399,16 +398,11 @@ impl RecordingMailer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();
     }
-
-    pub fn attempts(&self) -> usize {
-        self.attempts.load(Ordering::SeqCst)
-    }
 }
 
 #[async_trait]
 impl Mailer for RecordingMailer {
     async fn send(&self, mail: &Mail) -> Result<SentMail, MailError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
         let to = mail.to().as_str();
         let contains = |set: &Mutex<HashSet<String>>| {
             set.lock()
