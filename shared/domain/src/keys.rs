@@ -61,8 +61,9 @@
 //! - the organizations the retention job removed: query `RETENTION`.
 //!
 //! Every tenant-scoped key, in the table and in the index, starts with `T#<tenant>`, so an
-//! IAM `dynamodb:LeadingKeys` condition can fence tenants. Only sign-up and login touch
-//! the two global records.
+//! IAM `dynamodb:LeadingKeys` condition can fence tenants. The two global records are
+//! written by sign-up and by members joining, read by login, and deleted with a member
+//! or, with its whole organization, by the retention job.
 
 use crate::ids::{AuditEventId, ContractId, TenantId, UserId};
 use crate::rates::SeriesId;
