@@ -26,6 +26,7 @@ pub mod queue;
 pub mod rates;
 pub mod schedule;
 mod secret_token;
+pub mod secrets;
 pub mod sessions;
 pub mod sso;
 pub mod store;
