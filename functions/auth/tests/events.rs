@@ -1,6 +1,8 @@
 //! Handler tests: the sample API Gateway events in `events/auth/` go through the real
 //! router exactly as Lambda would hand them over.
 
+mod support;
+
 use api::lambda::app;
 use api::lambda::testing::{authenticator, send_event};
 use axum::http::StatusCode;
@@ -11,23 +13,11 @@ fn router(data: &std::path::Path) -> axum::Router {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table: Arc<dyn domain::store::Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.join("t.sqlite3")).unwrap());
-    let outbox = Arc::new(
-        adapters::embedded::Outbox::open(
-            &data.join("outbox"),
-            domain::mail::Sender::new(
-                domain::accounts::Email::parse("no-reply@leasedesk.se").unwrap(),
-                None,
-            )
-            .unwrap(),
-        )
-        .unwrap(),
-    );
-    let state = auth::AuthState::new(
+    let state = support::state(
+        data,
         table.clone(),
         authenticator(table, clock.clone()),
         clock,
-        outbox,
-        "https://app.leasedesk.se",
     );
     app(api::service(auth::router(state)))
 }

@@ -29,8 +29,14 @@ impl FolderSecrets {
     }
 }
 
-fn unavailable(error: std::io::Error) -> SecretVaultError {
-    SecretVaultError::Unavailable(error.to_string())
+/// Runs file work off the async threads; an I/O error makes the vault unavailable.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, SecretVaultError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| SecretVaultError::Unavailable(error.to_string()))?
+        .map_err(|error| SecretVaultError::Unavailable(error.to_string()))
 }
 
 #[cfg(unix)]
@@ -49,36 +55,34 @@ impl SecretVault for FolderSecrets {
     async fn put(&self, name: &str, value: &str) -> Result<(), SecretVaultError> {
         let path = self.path(name)?;
         let value = value.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut temporary = tempfile::NamedTempFile::new_in(
-                path.parent().expect("a secret file is in the vault folder"),
-            )?;
+        blocking(move || {
+            let folder = path.parent().expect("a secret file is in the vault folder");
+            let mut temporary = tempfile::NamedTempFile::new_in(folder)?;
             restrict(temporary.path(), 0o600)?;
             temporary.write_all(value.as_bytes())?;
             temporary.as_file().sync_all()?;
             temporary.persist(&path).map_err(|error| error.error)?;
-            Ok::<_, std::io::Error>(())
+            Ok(())
         })
         .await
-        .map_err(|error| SecretVaultError::Unavailable(error.to_string()))?
-        .map_err(unavailable)
     }
 
     async fn get(&self, name: &str) -> Result<Option<String>, SecretVaultError> {
         let path = self.path(name)?;
-        match tokio::fs::read_to_string(&path).await {
+        blocking(move || match std::fs::read_to_string(&path) {
             Ok(value) => Ok(Some(value)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(unavailable(error)),
-        }
+            Err(error) => Err(error),
+        })
+        .await
     }
 
     async fn delete(&self, name: &str) -> Result<(), SecretVaultError> {
         let path = self.path(name)?;
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(unavailable(error)),
-        }
+        blocking(move || match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        })
+        .await
     }
 }
