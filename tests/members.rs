@@ -210,7 +210,8 @@ async fn only_owners_make_owners_and_the_last_owner_stays() {
 fn probe(app: &TestApp, token: &str, method: &str, path: &str) -> reqwest::RequestBuilder {
     let filled = path
         .replace("{id}", "0190f5c2-0000-7000-8000-000000000000")
-        .replace("{series}", "NO-SUCH-SERIES");
+        .replace("{series}", "NO-SUCH-SERIES")
+        .replace("{module}", "scoring");
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     app.authed(token, method, &filled)
         .header("content-type", "application/json")
@@ -221,6 +222,20 @@ fn probe(app: &TestApp, token: &str, method: &str, path: &str) -> reqwest::Reque
 async fn every_route_answers_every_role_as_the_matrix_says() {
     let app = TestApp::spawn().await;
     let owner = app.sign_up().await;
+    // Every module on: here the roles decide (`tests/sso.rs` checks inactive modules).
+    for module in domain::modules::Module::ALL {
+        let response = app
+            .authed(
+                &owner.token,
+                Method::PUT,
+                &format!("/organization/modules/{module}"),
+            )
+            .json(&json!({"active": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
     let mut checked = 0;
     for role in Role::ALL {
         let member = app.token_with_role(&owner, role).await;

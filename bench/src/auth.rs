@@ -82,7 +82,11 @@ async fn main() -> Result<()> {
         },
         clock.clone(),
     )?;
-    let auth = Authenticator::new(tokens, SessionService::new(table.clone(), clock.clone()));
+    let auth = Authenticator::new(
+        tokens,
+        SessionService::new(table.clone(), clock.clone()),
+        domain::modules::ModuleService::new(table.clone(), clock.clone()),
+    );
     let (_, user) = AccountService::new(table, clock)
         .sign_up(
             serde_json::from_value(json!({"organizationName": "Bench AB",

@@ -38,9 +38,17 @@ impl TestApp {
         data: tempfile::TempDir,
         feeds: Vec<Arc<dyn domain::rates::feed::RateFeed>>,
     ) -> Self {
+        Self::spawn_configured(data, |config| config.with_feeds(feeds)).await
+    }
+
+    /// Starts with the configuration `configure` makes of the default one.
+    pub async fn spawn_configured(
+        data: tempfile::TempDir,
+        configure: impl FnOnce(leasedesk::Config) -> leasedesk::Config,
+    ) -> Self {
         let clock = Arc::new(FixedClock::new(TODAY.parse().expect("date")));
         let running = leasedesk::Running::start(
-            &leasedesk::Config::new(data.path()).with_feeds(feeds),
+            &configure(leasedesk::Config::new(data.path())),
             clock.clone() as Arc<dyn Clock>,
         )
         .await

@@ -7,9 +7,11 @@ mod audit;
 #[cfg(feature = "lambda")]
 pub mod lambda_env;
 mod members;
+mod modules;
 mod organization;
 pub mod retention;
 mod sessions;
+mod sso;
 mod two_factor;
 
 use api::caller::Origin;
@@ -20,7 +22,7 @@ use api::{ApiError, Authenticator, Caller, JsonBody};
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use domain::access::{Permission, Role};
 use domain::accounts::Email;
@@ -30,10 +32,14 @@ use domain::clock::Clock;
 use domain::ids::{TenantId, UserId};
 use domain::mail::{MailError, Mailer};
 use domain::members::MemberService;
+use domain::modules::ModuleService;
 use domain::org_settings::OrganizationSettingsService;
 use domain::organization::Organization;
 use domain::password_reset::PasswordResets;
 use domain::personal_data::PersonalDataService;
+use domain::secrets::SecretVault;
+use domain::single_sign_on::SingleSignOn;
+use domain::sso::OidcClient;
 use domain::store::Table;
 use domain::throttle::{LoginThrottle, ThrottleLimits};
 use domain::two_factor::TwoFactorService;
@@ -52,10 +58,26 @@ pub struct AuthState {
     resets: Arc<PasswordResets>,
     org_settings: Arc<OrganizationSettingsService>,
     personal_data: Arc<PersonalDataService>,
+    sso: Arc<SingleSignOn>,
+    modules: Arc<ModuleService>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
     audit: Arc<AuditLog>,
 }
+
+/// What single sign-on needs from outside the domain.
+pub struct SsoPorts {
+    /// Where client secrets are kept (Secrets Manager in AWS).
+    pub vault: Arc<dyn SecretVault>,
+    /// The OpenID Connect relying party.
+    pub oidc: Arc<dyn OidcClient>,
+    /// Put in front of `sso/<organization>` in secret names: the stack's name and a
+    /// slash in AWS, so the function's policy can allow only its own secrets.
+    pub secret_prefix: String,
+}
+
+/// Where the provider sends the browser back: the web app's page for it.
+pub const SSO_CALLBACK_PAGE: &str = "sso/callback";
 
 impl AuthState {
     pub fn new(
@@ -64,8 +86,19 @@ impl AuthState {
         clock: Arc<dyn Clock>,
         mailer: Arc<dyn Mailer>,
         app_url: &str,
+        sso: SsoPorts,
     ) -> Self {
+        let app_url = app_url.trim_end_matches('/');
         Self {
+            sso: Arc::new(SingleSignOn::new(
+                table.clone(),
+                clock.clone(),
+                sso.vault,
+                sso.oidc,
+                &sso.secret_prefix,
+                &format!("{app_url}/{SSO_CALLBACK_PAGE}"),
+            )),
+            modules: Arc::new(ModuleService::new(table.clone(), clock.clone())),
             audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
             two_factor: Arc::new(TwoFactorService::new(table.clone(), clock.clone())),
@@ -79,7 +112,7 @@ impl AuthState {
                 clock.clone(),
             )),
             throttle: Arc::new(LoginThrottle::new(table, clock, ThrottleLimits::default())),
-            app_url: app_url.trim_end_matches('/').into(),
+            app_url: app_url.into(),
         }
     }
 
@@ -146,6 +179,16 @@ pub fn router(state: AuthState) -> Router {
             get(organization::organization_settings)
                 .patch(organization::change_organization_settings),
         )
+        .route("/organization/modules", get(modules::list_modules))
+        .route("/organization/modules/{module}", put(modules::set_module))
+        .route(
+            "/organization/sso",
+            get(sso::sso_settings)
+                .put(sso::configure_sso)
+                .delete(sso::remove_sso),
+        )
+        .route("/auth/sso/start", post(sso::start_sso))
+        .route("/auth/sso/callback", post(sso::finish_sso))
         .route("/members/invitations", post(members::invite_member))
         .route(
             "/members/{id}",
@@ -184,7 +227,14 @@ pub fn router(state: AuthState) -> Router {
         members::change_role,
         members::remove_member,
         members::erase_member,
-        members::erase_me
+        members::erase_me,
+        modules::list_modules,
+        modules::set_module,
+        sso::sso_settings,
+        sso::configure_sso,
+        sso::remove_sso,
+        sso::start_sso,
+        sso::finish_sso
     ),
     components(schemas(
         SignUpRequest,
@@ -203,6 +253,17 @@ pub fn router(state: AuthState) -> Router {
         members::InvitationRequest,
         members::RoleChange,
         organization::SettingsChange,
+        modules::ModuleChange,
+        domain::modules::Module,
+        domain::modules::ModuleStatus,
+        domain::modules::ModuleView,
+        sso::SsoView,
+        sso::SsoStart,
+        sso::SsoRedirect,
+        sso::SsoCallback,
+        domain::single_sign_on::SsoConfiguration,
+        domain::single_sign_on::SsoSettings,
+        domain::single_sign_on::ProviderChoice,
         domain::org_settings::OrganizationSettings,
         domain::members::Invitation,
         domain::members::Acceptance,

@@ -126,6 +126,7 @@ pub(crate) async fn open_session(
     method: &str,
     request: &RequestInfo,
 ) -> Result<Response, ApiError> {
+    refuse_when_sso_required(state, user).await?;
     let sessions = state.auth.sessions();
     let enrolment_only = state
         .org_settings
@@ -141,7 +142,17 @@ pub(crate) async fn open_session(
     tokens_response(state, user, issued)
 }
 
-fn session_error(error: SessionError) -> ApiError {
+/// An organization that requires single sign-on opens no session any other way
+/// (password, second factor after a password, invitation, password change).
+async fn refuse_when_sso_required(state: &AuthState, user: &User) -> Result<(), ApiError> {
+    if state.sso.requires_sso(user.tenant_id).await? {
+        Err(ApiError::SsoRequired)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn session_error(error: SessionError) -> ApiError {
     match error {
         SessionError::Invalid | SessionError::Reused => ApiError::Unauthorized {
             token_present: true,
@@ -161,6 +172,8 @@ fn session_error(error: SessionError) -> ApiError {
         (status = 200, description = "Signed in; or, for a user with two-factor login, a \
             challenge whose pending token goes to `POST /auth/2fa/verify`", body = LoginAnswer),
         (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)",
+            body = api::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The organization signs in through its identity provider only (`sso-required`)",
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed sign-ins for this account or from this address; `Retry-After` says when to try again",
             body = api::problem::ProblemDocument, content_type = "application/problem+json"),
@@ -189,6 +202,8 @@ pub(crate) async fn log_in(
         }
         Err(other) => return Err(other.into()),
     };
+    // Only after the password is right: the answer tells nothing to who does not know it.
+    refuse_when_sso_required(&state, &user).await?;
     if state.two_factor.is_enabled(user.tenant_id, user.id).await? {
         let pending = state
             .auth

@@ -2,6 +2,8 @@
 //! and `events/auth/audit-export.json` go through the real router as Lambda would hand
 //! them over.
 
+mod support;
+
 use api::lambda::app;
 use api::lambda::testing::{authenticator, member_token, send_event};
 use axum::http::StatusCode;
@@ -17,24 +19,7 @@ async fn the_trail_and_its_export_from_api_gateway_events() {
     let table: Arc<dyn Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
     let auth = authenticator(table.clone(), clock.clone());
-    let outbox = Arc::new(
-        adapters::embedded::Outbox::open(
-            &data.path().join("outbox"),
-            domain::mail::Sender::new(
-                domain::accounts::Email::parse("no-reply@leasedesk.se").unwrap(),
-                None,
-            )
-            .unwrap(),
-        )
-        .unwrap(),
-    );
-    let state = auth::AuthState::new(
-        table.clone(),
-        auth.clone(),
-        clock.clone(),
-        outbox,
-        "https://app.leasedesk.se",
-    );
+    let state = support::state(data.path(), table.clone(), auth.clone(), clock.clone());
     let router = app(api::service(auth::router(state)));
 
     let (status, _, profile) = send_event(&router, "auth/signup.json", &[]).await;

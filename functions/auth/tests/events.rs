@@ -1,6 +1,8 @@
 //! Handler tests: the sample API Gateway events in `events/auth/` go through the real
 //! router exactly as Lambda would hand them over.
 
+mod support;
+
 use api::lambda::app;
 use api::lambda::testing::{authenticator, send_event};
 use axum::http::StatusCode;
@@ -11,23 +13,11 @@ fn router(data: &std::path::Path) -> axum::Router {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table: Arc<dyn domain::store::Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.join("t.sqlite3")).unwrap());
-    let outbox = Arc::new(
-        adapters::embedded::Outbox::open(
-            &data.join("outbox"),
-            domain::mail::Sender::new(
-                domain::accounts::Email::parse("no-reply@leasedesk.se").unwrap(),
-                None,
-            )
-            .unwrap(),
-        )
-        .unwrap(),
-    );
-    let state = auth::AuthState::new(
+    let state = support::state(
+        data,
         table.clone(),
         authenticator(table, clock.clone()),
         clock,
-        outbox,
-        "https://app.leasedesk.se",
     );
     app(api::service(auth::router(state)))
 }
@@ -68,6 +58,13 @@ async fn the_schedule_event_runs_the_retention_job() {
     let clock = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
     let table: Arc<dyn domain::store::Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
+    let state = support::state(
+        data.path(),
+        table.clone(),
+        authenticator(table.clone(), clock.clone()),
+        clock.clone(),
+    );
+    // The same outbox folder the state mails into.
     let outbox = Arc::new(
         adapters::embedded::Outbox::open(
             &data.path().join("outbox"),
@@ -78,13 +75,6 @@ async fn the_schedule_event_runs_the_retention_job() {
             .unwrap(),
         )
         .unwrap(),
-    );
-    let state = auth::AuthState::new(
-        table.clone(),
-        authenticator(table.clone(), clock.clone()),
-        clock.clone(),
-        outbox.clone(),
-        "https://app.leasedesk.se",
     );
     let router = app(api::service(auth::router(state)));
     let (status, _, profile) = send_event(&router, "auth/signup.json", &[]).await;

@@ -38,6 +38,9 @@ pub struct Config {
     /// The address clients reach the runner at, for presigned upload URLs
     /// (`http://127.0.0.1:3000` unless set).
     pub public_url: String,
+    /// Where Microsoft Entra ID is reached for single sign-on; tests point it at a
+    /// provider on loopback.
+    pub entra_authority: String,
     /// How long an organization may stay inactive before the retention job removes it.
     pub retention: RetentionPolicy,
 }
@@ -50,8 +53,14 @@ impl Config {
             access_token_ttl: chrono::Duration::minutes(15),
             feeds: Vec::new(),
             public_url: "http://127.0.0.1:3000".into(),
+            entra_authority: domain::sso::ENTRA_AUTHORITY.into(),
             retention: RetentionPolicy::default(),
         }
+    }
+
+    pub fn with_entra_authority(mut self, authority: impl Into<String>) -> Self {
+        self.entra_authority = authority.into();
+        self
     }
 
     pub fn with_retention(mut self, policy: RetentionPolicy) -> Self {
@@ -135,6 +144,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let auth = Arc::new(Authenticator::new(
         tokens,
         SessionService::new(table.clone(), clock.clone()),
+        domain::modules::ModuleService::new(table.clone(), clock.clone()),
     ));
 
     // Mail goes into a maildir folder: open `outbox/new/*.eml` in any mail program.
@@ -147,6 +157,26 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             .context("opening the mail outbox")?,
     );
 
+    // Single sign-on: client secrets in owner-only files; identity providers on
+    // loopback may speak plain http here (a provider started for a test or a demo).
+    // The relying party checks ID tokens against the real time: providers sign with it.
+    let oidc = adapters::oidc::OidcRelyingParty::new(
+        adapters::oidc::OidcSettings {
+            entra_authority: config.entra_authority.clone(),
+            allow_http_loopback: true,
+            ..adapters::oidc::OidcSettings::default()
+        },
+        Arc::new(SystemClock),
+    )?;
+    let sso = auth::SsoPorts {
+        vault: Arc::new(
+            adapters::embedded::FolderSecrets::open(&config.data_dir.join("secrets"))
+                .context("opening the secret folder")?,
+        ),
+        oidc: Arc::new(oidc),
+        secret_prefix: String::new(),
+    };
+
     let routes = Router::new()
         .merge(auth::router(auth::AuthState::new(
             table.clone(),
@@ -154,6 +184,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             clock.clone(),
             outbox.clone(),
             &config.public_url,
+            sso,
         )))
         .merge(contracts::router(
             contracts::ContractsState::new(table.clone(), auth.clone(), clock.clone())

@@ -15,15 +15,18 @@
 //! acknowledged.
 //!
 //! The embedded queue ([`queue`], its own SQLite file), blob store ([`blobs`], a
-//! folder) and mailer ([`outbox`], a maildir folder) live in submodules.
+//! folder), mailer ([`outbox`], a maildir folder) and secret vault ([`secrets`], a folder
+//! of owner-only files) live in submodules.
 
 pub mod blobs;
 pub mod outbox;
 pub mod queue;
+pub mod secrets;
 
 pub use blobs::{FolderBlobs, blob_routes};
 pub use outbox::{Outbox, ReceivedMail};
 pub use queue::{DeadLetter, SqliteQueue};
+pub use secrets::FolderSecrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};

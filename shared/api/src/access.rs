@@ -16,6 +16,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::access::{Permission, Role};
+use domain::modules::Module;
 use std::sync::Arc;
 
 /// What a route needs from its caller.
@@ -38,12 +39,15 @@ impl Access {
     }
 }
 
-/// One route: its method, its path as the router spells it, and what it needs.
+/// One route: its method, its path as the router spells it, what it needs, and the
+/// module it belongs to, if any (an organization without it active gets 403
+/// `module-inactive`).
 #[derive(Clone, Copy, Debug)]
 pub struct RouteAccess {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    pub module: Option<Module>,
 }
 
 const fn route(method: &'static str, path: &'static str, access: Access) -> RouteAccess {
@@ -51,6 +55,21 @@ const fn route(method: &'static str, path: &'static str, access: Access) -> Rout
         method,
         path,
         access,
+        module: None,
+    }
+}
+
+const fn in_module(
+    module: Module,
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+) -> RouteAccess {
+    RouteAccess {
+        method,
+        path,
+        access,
+        module: Some(module),
     }
 }
 
@@ -89,6 +108,34 @@ pub const ROUTES: &[RouteAccess] = &[
     route(
         "PATCH",
         "/organization/settings",
+        Requires(ManageOrganization),
+    ),
+    route("GET", "/organization/modules", Requires(ReadMembers)),
+    route(
+        "PUT",
+        "/organization/modules/{module}",
+        Requires(ManageModules),
+    ),
+    // Single sign-on. The sign-in's public routes check the module themselves, once
+    // they know the organization.
+    route("POST", "/auth/sso/start", Public),
+    route("POST", "/auth/sso/callback", Public),
+    in_module(
+        Module::Sso,
+        "GET",
+        "/organization/sso",
+        Requires(ReadMembers),
+    ),
+    in_module(
+        Module::Sso,
+        "PUT",
+        "/organization/sso",
+        Requires(ManageOrganization),
+    ),
+    in_module(
+        Module::Sso,
+        "DELETE",
+        "/organization/sso",
         Requires(ManageOrganization),
     ),
     route("GET", "/audit", Requires(ReadAuditLog)),
@@ -143,10 +190,14 @@ pub const UNGUARDED_PATHS: &[&str] = &["/openapi.json", "/blobs/{*key}"];
 
 /// What `method` on the router path `path` needs; `None` for a route not in the table.
 pub fn access_of(method: &str, path: &str) -> Option<Access> {
+    route_of(method, path).map(|route| route.access)
+}
+
+/// The matrix's entry for `method` on the router path `path`.
+pub fn route_of(method: &str, path: &str) -> Option<&'static RouteAccess> {
     ROUTES
         .iter()
         .find(|route| route.method == method && route.path == path)
-        .map(|route| route.access)
 }
 
 /// Applies [`ROUTES`] to `router`'s routes: runs after routing, so it knows the route.
@@ -161,8 +212,8 @@ async fn enforce(State(auth): State<Arc<Authenticator>>, request: Request, next:
         .map(|matched| matched.as_str().to_owned())
         .unwrap_or_default();
     let method = request.method().as_str().to_owned();
-    let access = match access_of(&method, &path) {
-        Some(access) => access,
+    let (access, module) = match route_of(&method, &path) {
+        Some(route) => (route.access, route.module),
         // A method the route does not serve: what the router would answer, and no
         // handler the matrix does not name is ever reached.
         None if ROUTES.iter().any(|route| route.path == path) => {
@@ -196,6 +247,8 @@ async fn enforce(State(auth): State<Arc<Authenticator>>, request: Request, next:
                 tracing::warn!(%error, "a refused request could not be audited");
             }
             ApiError::Forbidden(caller.role).into_response()
+        } else if let Some(refusal) = module_refusal(&auth, caller.tenant, module).await {
+            refusal.into_response()
         } else {
             parts.extensions.insert::<Caller>(caller);
             next.run(Request::from_parts(parts, body)).await
@@ -205,6 +258,22 @@ async fn enforce(State(auth): State<Arc<Authenticator>>, request: Request, next:
         response.extensions_mut().insert(preferred);
     }
     response
+}
+
+/// Why the route's module refuses `tenant`: it is not active (or the check failed).
+async fn module_refusal(
+    auth: &Authenticator,
+    tenant: domain::ids::TenantId,
+    module: Option<Module>,
+) -> Option<ApiError> {
+    let module = module?;
+    match auth.modules().is_active(tenant, module).await {
+        Ok(true) => None,
+        Ok(false) => Some(ApiError::ModuleInactive {
+            module: module.to_string(),
+        }),
+        Err(error) => Some(error.into()),
+    }
 }
 
 /// The matrix as a Markdown table, routes by roles, as `README.md` shows it.
@@ -219,7 +288,11 @@ pub fn markdown_table() -> String {
     }
     table.push('\n');
     for route in ROUTES {
-        table.push_str(&format!("| `{} {}` |", route.method, route.path));
+        table.push_str(&format!("| `{} {}`", route.method, route.path));
+        if let Some(module) = route.module {
+            table.push_str(&format!(" (module `{module}`)"));
+        }
+        table.push_str(" |");
         for role in Role::ALL {
             let cell = match route.access {
                 Access::Public => "public",

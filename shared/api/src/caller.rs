@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use domain::access::{Permission, Role};
 use domain::audit::{Actor, RequestInfo};
 use domain::ids::{SessionId, TenantId, UserId};
+use domain::modules::ModuleService;
 use domain::sessions::{SessionError, SessionService};
 use std::sync::Arc;
 
@@ -40,11 +41,21 @@ pub struct Caller {
 pub struct Authenticator {
     tokens: AccessTokens,
     sessions: SessionService,
+    modules: ModuleService,
 }
 
 impl Authenticator {
-    pub fn new(tokens: AccessTokens, sessions: SessionService) -> Self {
-        Self { tokens, sessions }
+    pub fn new(tokens: AccessTokens, sessions: SessionService, modules: ModuleService) -> Self {
+        Self {
+            tokens,
+            sessions,
+            modules,
+        }
+    }
+
+    /// Which modules an organization has on; the guard checks a module's routes.
+    pub fn modules(&self) -> &ModuleService {
+        &self.modules
     }
 
     pub fn tokens(&self) -> &AccessTokens {

@@ -115,10 +115,11 @@ impl Environment {
         let tokens = crate::AccessTokens::new(secret.as_bytes(), settings, clock.clone())?;
         let table = table_from_env(&config)?;
         let sessions = domain::sessions::SessionService::new(table.clone(), clock.clone());
+        let modules = domain::modules::ModuleService::new(table.clone(), clock.clone());
         Ok(Self {
             table,
             aws: config,
-            auth: std::sync::Arc::new(crate::Authenticator::new(tokens, sessions)),
+            auth: std::sync::Arc::new(crate::Authenticator::new(tokens, sessions, modules)),
             clock,
         })
     }
@@ -155,7 +156,8 @@ pub mod testing {
         .unwrap_or_else(|e| panic!("test tokens: {e}"));
         Arc::new(Authenticator::new(
             tokens,
-            SessionService::new(table, clock),
+            SessionService::new(table.clone(), clock.clone()),
+            domain::modules::ModuleService::new(table, clock),
         ))
     }
 

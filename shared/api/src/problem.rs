@@ -130,6 +130,29 @@ pub enum ApiError {
     TwoFactorLocked { retry_after_seconds: i64 },
     #[error("the mail could not be sent")]
     MailUnavailable,
+    #[error("single sign-on is not configured")]
+    SsoNotConfigured,
+    /// "Require SSO" before a sign-in through the provider has worked.
+    #[error("single sign-on is not verified yet")]
+    SsoUnverified,
+    /// The login's state is unknown, used or expired.
+    #[error("the single sign-on login is not valid")]
+    SsoLoginInvalid,
+    /// The provider vouched for someone who is not, and may not become, a member.
+    #[error("no member matches the single sign-on")]
+    SsoNoAccount,
+    /// The organization signs in through its identity provider only.
+    #[error("single sign-on required")]
+    SsoRequired,
+    /// The provider refused the code, or its ID token failed our checks.
+    #[error("the identity provider's answer was not accepted")]
+    SsoRefused,
+    /// The provider could not be reached, or its metadata is unusable.
+    #[error("the identity provider is unavailable")]
+    IdentityProviderUnavailable,
+    /// The organization has not activated the module this route belongs to.
+    #[error("module {module} is not active")]
+    ModuleInactive { module: String },
     #[error("too many failed sign-ins")]
     TooManyAttempts { retry_after_seconds: i64 },
     #[error("no schedule: {0}")]
@@ -194,6 +217,16 @@ impl ApiError {
             TwoFactorNotEnabled => (StatusCode::CONFLICT, "two-factor-not-enabled"),
             TwoFactorLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "two-factor-locked"),
             MailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "mail-unavailable"),
+            SsoNotConfigured => (StatusCode::NOT_FOUND, "sso-not-configured"),
+            SsoUnverified => (StatusCode::CONFLICT, "sso-unverified"),
+            SsoLoginInvalid => (StatusCode::GONE, "sso-login-invalid"),
+            SsoNoAccount => (StatusCode::FORBIDDEN, "sso-no-account"),
+            SsoRequired => (StatusCode::FORBIDDEN, "sso-required"),
+            SsoRefused => (StatusCode::UNAUTHORIZED, "sso-refused"),
+            IdentityProviderUnavailable => {
+                (StatusCode::BAD_GATEWAY, "identity-provider-unavailable")
+            }
+            ModuleInactive { .. } => (StatusCode::FORBIDDEN, "module-inactive"),
             TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
             NoSchedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-schedule"),
@@ -214,6 +247,7 @@ impl ApiError {
                 retry_after_seconds,
             } => vec![("minutes", ((retry_after_seconds + 59) / 60).to_string())],
             MethodNotAllowed(method) => vec![("method", method.clone())],
+            ModuleInactive { module } => vec![("module", module.clone())],
             InvalidFile { reason } => vec![("reason", reason.clone())],
             InvalidRows(errors) => vec![("count", errors.len().to_string())],
             ExportTooLarge { max } => vec![("max", max.to_string())],
@@ -547,6 +581,57 @@ impl From<domain::org_settings::SettingsError> for ApiError {
             SettingsError::Contention => ApiError::ConcurrentChange,
             SettingsError::TwoFactor(error) => error.into(),
             SettingsError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<domain::single_sign_on::SsoServiceError> for ApiError {
+    fn from(error: domain::single_sign_on::SsoServiceError) -> Self {
+        use domain::single_sign_on::SsoServiceError;
+        use domain::sso::SsoError;
+        match error {
+            SsoServiceError::Forbidden(role) => ApiError::Forbidden(role),
+            SsoServiceError::Invalid(errors) => ApiError::invalid_body(errors),
+            SsoServiceError::NotConfigured => ApiError::SsoNotConfigured,
+            SsoServiceError::Unverified => ApiError::SsoUnverified,
+            SsoServiceError::LoginInvalid => ApiError::SsoLoginInvalid,
+            SsoServiceError::NoAccount => ApiError::SsoNoAccount,
+            SsoServiceError::SsoRequired => ApiError::SsoRequired,
+            SsoServiceError::EmailTaken => ApiError::AlreadyRegistered(vec![InvalidValue {
+                location: Location::Body("/email".into()),
+                issue: FieldIssue::AlreadyInUse,
+            }]),
+            SsoServiceError::ModuleInactive => ApiError::ModuleInactive {
+                module: domain::modules::Module::Sso.to_string(),
+            },
+            SsoServiceError::Contention => ApiError::ConcurrentChange,
+            SsoServiceError::Provider(error) => match error {
+                SsoError::CodeRejected { .. } | SsoError::IdToken(_) => {
+                    tracing::warn!(%error, "sso: the provider's answer was refused");
+                    ApiError::SsoRefused
+                }
+                SsoError::Unavailable(_) | SsoError::Metadata(_) | SsoError::TokenResponse(_) => {
+                    tracing::warn!(%error, "sso: the identity provider failed");
+                    ApiError::IdentityProviderUnavailable
+                }
+                SsoError::Config(_) => ApiError::internal(error),
+            },
+            SsoServiceError::Vault(error) => {
+                tracing::error!(%error, "sso: the secret vault failed");
+                ApiError::Unavailable
+            }
+            SsoServiceError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<domain::modules::ModuleError> for ApiError {
+    fn from(error: domain::modules::ModuleError) -> Self {
+        use domain::modules::ModuleError;
+        match error {
+            ModuleError::Forbidden(role) => ApiError::Forbidden(role),
+            ModuleError::Contention => ApiError::ConcurrentChange,
+            ModuleError::Store(error) => error.into(),
         }
     }
 }

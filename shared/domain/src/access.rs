@@ -48,6 +48,7 @@ impl Role {
             RefreshRates | AdministerPortfolio | ManageMembers | ManageOrganization => {
                 matches!(self, Role::Owner | Role::Admin)
             }
+            ManageModules => self == Role::Owner,
         }
     }
 }
@@ -93,10 +94,12 @@ pub enum Permission {
     ReadAuditLog,
     /// Organization-wide settings, such as requiring a second factor of every member.
     ManageOrganization,
+    /// Turning modules on and off (they are billed after their trial): owners only.
+    ManageModules,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ReadProfile,
         Permission::ReadContracts,
         Permission::WriteContracts,
@@ -107,6 +110,7 @@ impl Permission {
         Permission::ManageMembers,
         Permission::ReadAuditLog,
         Permission::ManageOrganization,
+        Permission::ManageModules,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +125,7 @@ impl Permission {
             Permission::ManageMembers => "manageMembers",
             Permission::ReadAuditLog => "readAuditLog",
             Permission::ManageOrganization => "manageOrganization",
+            Permission::ManageModules => "manageModules",
         }
     }
 }

@@ -359,9 +359,11 @@ impl AccountService {
             Ok(email) => self.find_by_email(&email).await?,
             Err(_) => None,
         };
+        // A member who signs in through single sign-on has no password: like an
+        // unknown address, they are checked against the dummy hash, which never matches.
         let stored_hash = match &record {
-            Some(record) => record.password_hash.clone(),
-            None => self.dummy_hash().await?.clone(),
+            Some(record) if !record.password_hash.is_empty() => record.password_hash.clone(),
+            _ => self.dummy_hash().await?.clone(),
         };
         // Over-long input is refused only after the hash, to keep timing uniform.
         let password = password.to_owned();

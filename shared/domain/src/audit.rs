@@ -156,14 +156,19 @@ impl AuditEvent {
         }
     }
 
-    /// The write that stores this event; it never overwrites another event.
-    pub fn write_op(&self) -> WriteOp {
+    /// The write that stores this event; it never overwrites another event. The event's
+    /// before and after move into the item: records are large, and imports write one
+    /// event per contract.
+    pub fn write_op(mut self) -> WriteOp {
         let sort_key = keys::audit_sort_key(self.at, self.id);
-        let attributes = match serde_json::to_value(self) {
+        let (before, after) = (self.before.take(), self.after.take());
+        let mut attributes = match serde_json::to_value(&self) {
             Ok(serde_json::Value::Object(map)) => map,
             // A struct of plain fields always serializes to an object.
             _ => Attributes::new(),
         };
+        attributes.insert("before".into(), before.unwrap_or_default());
+        attributes.insert("after".into(), after.unwrap_or_default());
         WriteOp::Put {
             item: Item::new(keys::audit_event(self.tenant_id, sort_key), attributes),
             condition: Condition::NotExists,
@@ -228,7 +233,7 @@ mod tests {
         let actor = actor();
         let at = "2026-11-21T09:00:00Z".parse().unwrap();
         let denied = AuditEvent::denied(&actor, at, "audit.read", "organization:x".into(), None);
-        let WriteOp::Put { item, .. } = denied.write_op() else {
+        let WriteOp::Put { item, .. } = denied.clone().write_op() else {
             panic!("a put");
         };
         assert_eq!(item.attributes["outcome"], "denied");

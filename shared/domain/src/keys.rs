@@ -26,6 +26,10 @@
 //! | import sequence     | `T#<tenant>`          | `PORTFOLIO#SEQUENCE`                |                  |                    |
 //! | dashboard list entry| `T#<tenant>`          | `DASH#<epoch>#<list>#<rank>#<id>`   |                  |                    |
 //! | portfolio registry  | `PORTFOLIOS`          | `T#<tenant>`                        |                  |                    |
+//! | SSO settings        | `T#<tenant>`          | `SSO`                               |                  |                    |
+//! | modules             | `T#<tenant>`          | `MODULES`                           |                  |                    |
+//! | SSO identity link   | `T#<tenant>`          | `SSOID#<sha256(issuer, subject)>`   |                  |                    |
+//! | SSO login under way | `SSOSTATE#<sha256(state)>` | `PENDING` (TTL)                |                  |                    |
 //! | organization registry | `ORGANIZATIONS`     | `T#<tenant>` (last activity, retention) |              |                    |
 //! | removed organization | `RETENTION`          | `T#<tenant>` (no personal data)     |                  |                    |
 //!
@@ -53,6 +57,8 @@
 //! - the dashboard: query prefix `PORTFOLIO` (epoch, totals and settings in one read),
 //!   then the first entries of a list: query prefix `DASH#<epoch>#<list>#`;
 //! - the nightly roll of every organization's dashboard: query `PORTFOLIOS`.
+//! - an SSO login coming back from the provider: get `SSOSTATE#<hash of state>`, then
+//!   `SSO` and `SSOID#<hash of issuer and subject>` of its organization.
 //! - when an organization was last active (each sign-in, at most one write a day):
 //!   get `ORGANIZATIONS` / `T#<tenant>`;
 //! - every organization, for the daily retention job: query `ORGANIZATIONS`; all of one
@@ -161,6 +167,51 @@ pub fn session(tenant: TenantId, session: crate::ids::SessionId) -> Key {
         tenant_partition(tenant),
         format!("{SESSION_PREFIX}{session}"),
     )
+}
+
+/// Which modules an organization has turned on, all in one item.
+pub fn modules(tenant: TenantId) -> Key {
+    Key::new(tenant_partition(tenant), "MODULES")
+}
+
+pub const SSO_SETTINGS_SK: &str = "SSO";
+pub const SSO_IDENTITY_PREFIX: &str = "SSOID#";
+
+/// An organization's single sign-on settings.
+pub fn sso_settings(tenant: TenantId) -> Key {
+    Key::new(tenant_partition(tenant), SSO_SETTINGS_SK)
+}
+
+/// Which member the provider's user `(issuer, subject)` is. Hashed: the key has a fixed
+/// length whatever the provider's identifiers look like.
+pub fn sso_identity(tenant: TenantId, issuer: &str, subject: &str) -> Key {
+    let digest = sha256_hex(&[issuer.as_bytes(), b"\n", subject.as_bytes()]);
+    Key::new(
+        tenant_partition(tenant),
+        format!("{SSO_IDENTITY_PREFIX}{digest}"),
+    )
+}
+
+/// A login on its way through the provider, by its `state`. Only the hash of the state
+/// is stored: the table never holds what the browser presents.
+pub fn sso_pending_login(state: &str) -> Key {
+    Key::new(
+        format!("SSOSTATE#{}", sha256_hex(&[state.as_bytes()])),
+        "PENDING",
+    )
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// An audit event's sort key: its time to the microsecond in RFC 3339 UTC, then its id.

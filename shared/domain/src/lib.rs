@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mail;
 pub mod members;
+pub mod modules;
 pub mod money;
 pub mod org_settings;
 pub mod organization;
@@ -28,7 +29,9 @@ pub mod rates;
 pub mod retention;
 pub mod schedule;
 mod secret_token;
+pub mod secrets;
 pub mod sessions;
+pub mod single_sign_on;
 pub mod sso;
 pub mod store;
 #[cfg(test)]

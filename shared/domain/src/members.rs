@@ -47,9 +47,9 @@ pub struct Invitation {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct InvitationRecord {
+pub(crate) struct InvitationRecord {
     #[serde(flatten)]
-    invitation: Invitation,
+    pub(crate) invitation: Invitation,
     secret_hash: String,
 }
 
@@ -367,7 +367,11 @@ impl MemberService {
             .delete(&keys::two_factor(tenant, member), Condition::None)
             .await?;
         let query = Query::partition(keys::tenant_partition(tenant)).limit(1000);
-        for prefix in [keys::SESSION_PREFIX, keys::INVITATION_PREFIX] {
+        for prefix in [
+            keys::SESSION_PREFIX,
+            keys::INVITATION_PREFIX,
+            keys::SSO_IDENTITY_PREFIX,
+        ] {
             let items = query_all(self.table.as_ref(), query.clone().begins_with(prefix)).await?;
             for item in items {
                 let theirs = item.attributes.get("userId").and_then(|v| v.as_str())
@@ -550,7 +554,38 @@ fn require(actor: &Actor, permission: Permission) -> Result<(), MemberError> {
     }
 }
 
-fn invitation_item(tenant: TenantId, record: &InvitationRecord) -> Result<Item, StoreError> {
+/// The newest open invitation of `tenant` to `email` (not accepted, not expired), with
+/// its version: a member joining through single sign-on accepts it.
+pub(crate) async fn open_invitation_for(
+    table: &dyn Table,
+    tenant: TenantId,
+    email: &Email,
+    now: DateTime<Utc>,
+) -> Result<Option<(InvitationRecord, u64)>, StoreError> {
+    let query = Query::partition(keys::tenant_partition(tenant))
+        .begins_with(keys::INVITATION_PREFIX)
+        .limit(1000);
+    let mut open: Option<(InvitationRecord, u64)> = None;
+    for item in query_all(table, query).await? {
+        let version = item.version;
+        let record: InvitationRecord = from_item(item)?;
+        let usable = &record.invitation.email == email
+            && record.invitation.accepted_at.is_none()
+            && now < record.invitation.expires_at;
+        let newer = open
+            .as_ref()
+            .is_none_or(|(newest, _)| record.invitation.expires_at > newest.invitation.expires_at);
+        if usable && newer {
+            open = Some((record, version));
+        }
+    }
+    Ok(open)
+}
+
+pub(crate) fn invitation_item(
+    tenant: TenantId,
+    record: &InvitationRecord,
+) -> Result<Item, StoreError> {
     // The table forgets it a month after it expires; `accept` never trusts the TTL.
     let ttl = (record.invitation.expires_at + Duration::days(30)).timestamp();
     Ok(Item::new(

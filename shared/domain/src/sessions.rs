@@ -67,6 +67,10 @@ struct SessionRecord {
     /// serves only that set-up until [`SessionService::finish_enrolment`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     enrolment_only: bool,
+    /// How the user proved who they were when the session opened (`password`, `totp`,
+    /// `recoveryCode`, `sso`); absent in sessions stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    method: Option<String>,
 }
 
 /// A session as its user may see it: no token, no hash.
@@ -238,6 +242,7 @@ impl SessionService {
             revoked_reason: None,
             user_agent: request.user_agent.clone(),
             enrolment_only,
+            method: Some(method.to_owned()),
         };
         let audit = AuditEvent::change(
             &actor_of(user, request),
@@ -446,6 +451,33 @@ impl SessionService {
             ])
             .await?;
         Ok(())
+    }
+
+    /// Ends every live session in `tenant` that was not opened with `kept_method`: when
+    /// an organization turns on "require SSO", the sessions opened with a password end.
+    /// Returns how many ended.
+    pub async fn end_sessions_not_opened_by(
+        &self,
+        tenant: TenantId,
+        kept_method: &str,
+        reason: &str,
+    ) -> Result<usize, SessionError> {
+        let now = self.clock.now();
+        let query = Query::partition(keys::tenant_partition(tenant))
+            .begins_with(keys::SESSION_PREFIX)
+            .limit(1000);
+        let mut ended = 0;
+        for item in query_all(self.table.as_ref(), query).await? {
+            let record: SessionRecord = from_item(item)?;
+            let open = record.revoked_at.is_none() && now < record.expires_at;
+            if open && record.method.as_deref() != Some(kept_method) {
+                self.table
+                    .update(revocation(tenant, record.id, now, reason))
+                    .await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// The session and its user; both read at once when the user is known.

@@ -10,6 +10,7 @@ pub mod sqs;
 pub use aws_config::SdkConfig;
 pub use dynamodb::DynamoTable;
 pub use s3::{S3Blobs, s3_client};
+pub use secrets::SecretsManagerVault;
 pub use ses::SesMailer;
 pub use sqs::SqsQueue;
 
