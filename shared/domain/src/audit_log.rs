@@ -591,7 +591,10 @@ mod tests {
                 n if n % 2 == 0 => AuditEvent::change(&owner, when, action, target, None, None),
                 _ => AuditEvent::change(&editor, when, action, target, None, None),
             };
-            table.transact_write(vec![event.clone().write_op()]).await.unwrap();
+            table
+                .transact_write(vec![event.clone().write_op()])
+                .await
+                .unwrap();
             events.push(event);
         }
         let stranger = actor(TenantId::generate(), Role::Owner);
