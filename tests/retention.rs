@@ -1,7 +1,7 @@
 //! The data-retention job over the local runner: an organization nobody signs in to is
 //! warned (the owners' mails read from the outbox), then removed 30 days later with
-//! everything it had, while another organization stays; and a sign-in after the
-//! warning keeps it.
+//! everything it had (its single sign-on client secret included), while another
+//! organization stays; and a sign-in after the warning keeps it.
 
 use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
 use domain::access::Role;
@@ -73,16 +73,49 @@ fn files_of(app: &TestApp, account: &Account) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Turns the single sign-on module on for `owner`'s organization and configures a
+/// provider: its client secret goes into the runner's vault.
+async fn configure_sso(app: &TestApp, owner: &Account, provider: &testkit::OidcTestProvider) {
+    let module = app
+        .authed(&owner.token, Method::PUT, "/organization/modules/sso")
+        .json(&json!({"active": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(module.status(), StatusCode::OK);
+    let configured = app
+        .authed(&owner.token, Method::PUT, "/organization/sso")
+        .json(&json!({
+            "provider": {"kind": "generic", "issuer": provider.issuer(), "clientId": provider.client_id()},
+            "clientSecret": provider.client_secret(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(configured.status(), StatusCode::OK);
+}
+
+/// The single sign-on client secret of `account`'s organization in the runner's vault.
+async fn sso_secret(data: &std::path::Path, account: &Account) -> Option<String> {
+    use domain::secrets::SecretVault;
+    adapters::embedded::FolderSecrets::open(&data.join("secrets"))
+        .unwrap()
+        .get(&format!("sso/{}", account.tenant))
+        .await
+        .unwrap()
+}
+
 fn today(app: &TestApp) -> NaiveDate {
     domain::clock::Clock::today(app.clock.as_ref())
 }
 
 #[tokio::test]
 async fn an_inactive_organization_is_warned_then_removed_with_everything_it_had() {
+    let provider = testkit::OidcTestProvider::start().await;
     let app = TestApp::spawn().await;
 
-    // An organization with contracts, a waiting import file, its dashboard and a second
-    // owner who reads Swedish.
+    // An organization with contracts, a waiting import file, its dashboard, single
+    // sign-on and a second owner who reads Swedish.
     let owner = app.sign_up().await;
     for n in 1..=3 {
         app.create_contract(&owner.token, &contract(&format!("RET-{n}")))
@@ -90,6 +123,8 @@ async fn an_inactive_organization_is_warned_then_removed_with_everything_it_had(
     }
     upload_waiting_file(&app, &owner.token).await;
     app.get_json(&owner.token, "/portfolio").await;
+    configure_sso(&app, &owner, &provider).await;
+    assert!(sso_secret(app.data.path(), &owner).await.is_some());
     let second_token = app.token_with_role(&owner, Role::Owner).await;
     let me = app
         .authed(&second_token, Method::PATCH, "/me")
@@ -114,6 +149,7 @@ async fn an_inactive_organization_is_warned_then_removed_with_everything_it_had(
     let other = app.sign_up().await;
     app.create_contract(&other.token, &contract("KEEP-1")).await;
     upload_waiting_file(&app, &other.token).await;
+    configure_sso(&app, &other, &provider).await;
 
     // The day the first one is due: its owners are warned, in their languages.
     app.clock.advance(Duration::days(WARNING_AFTER_DAYS));
@@ -165,6 +201,8 @@ async fn an_inactive_organization_is_warned_then_removed_with_everything_it_had(
         StatusCode::UNAUTHORIZED
     );
     assert!(files_of(&app, &owner).is_empty(), "its files are gone");
+    assert_eq!(sso_secret(app.data.path(), &owner).await, None);
+    assert!(sso_secret(app.data.path(), &other).await.is_some());
     let again = app
         .request(Method::POST, "/auth/signup")
         .json(&json!({
@@ -233,6 +271,7 @@ async fn an_inactive_organization_is_warned_then_removed_with_everything_it_had(
     assert_eq!(attributes["removedContracts"], 3);
     assert_eq!(attributes["removedMembers"], 2);
     assert_eq!(attributes["removedBlobs"], 1);
+    assert_eq!(attributes["removedSecrets"], 1);
     assert_eq!(attributes["deletionDate"], json!(deletion_date));
     let removed_at: DateTime<Utc> =
         serde_json::from_value(attributes["removedAt"].clone()).unwrap();

@@ -83,10 +83,13 @@ async fn the_schedule_event_runs_the_retention_job() {
         adapters::embedded::FolderBlobs::open(&data.path().join("blobs"), "http://127.0.0.1:9")
             .unwrap(),
     );
+    let vault =
+        Arc::new(adapters::embedded::FolderSecrets::open(&data.path().join("secrets")).unwrap());
     let retention = domain::retention::RetentionService::new(
         table,
         clock.clone(),
         blobs,
+        vault,
         outbox.clone(),
         Arc::new(api::mail::RetentionWarnings),
         domain::retention::RetentionPolicy::default(),

@@ -95,7 +95,7 @@ pub struct Stack {
     /// Import jobs waiting for the worker (`queue.sqlite3` in the data folder).
     pub import_queue: Arc<dyn Queue>,
     pub import_worker: Arc<contracts::ImportWorker>,
-    /// The daily retention job over the same table, files and outbox.
+    /// The daily retention job over the same table, files, secrets and outbox.
     pub retention: Arc<RetentionService>,
 }
 
@@ -168,11 +168,12 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         },
         Arc::new(SystemClock),
     )?;
+    let vault: Arc<dyn domain::secrets::SecretVault> = Arc::new(
+        adapters::embedded::FolderSecrets::open(&config.data_dir.join("secrets"))
+            .context("opening the secret folder")?,
+    );
     let sso = auth::SsoPorts {
-        vault: Arc::new(
-            adapters::embedded::FolderSecrets::open(&config.data_dir.join("secrets"))
-                .context("opening the secret folder")?,
-        ),
+        vault: vault.clone(),
         oidc: Arc::new(oidc),
         secret_prefix: String::new(),
     };
@@ -203,6 +204,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         table.clone(),
         clock.clone(),
         blobs.clone(),
+        vault,
         outbox,
         Arc::new(api::mail::RetentionWarnings),
         config.retention,

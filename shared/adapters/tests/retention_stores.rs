@@ -1,12 +1,13 @@
-//! The retention job through the real adapters: DynamoDB and S3 (the real SDK against
-//! moto on loopback) and SQLite with the folder store. An organization with an import,
-//! a dashboard, a waiting file and an audit trail longer than one removal page is
-//! warned and then removed; another one stays. Both stores must end the same way.
+//! The retention job through the real adapters: DynamoDB, S3 and Secrets Manager (the
+//! real SDK against moto on loopback) and SQLite with the folder store and vault. An
+//! organization with an import, a dashboard, a waiting file, a single sign-on client
+//! secret and an audit trail longer than one removal page is warned and then removed;
+//! another one stays. Both stores must end the same way.
 
 mod support;
 
-use adapters::aws::S3Blobs;
-use adapters::embedded::{FolderBlobs, Outbox, SqliteTable};
+use adapters::aws::{S3Blobs, SecretsManagerVault};
+use adapters::embedded::{FolderBlobs, FolderSecrets, Outbox, SqliteTable};
 use domain::access::Role;
 use domain::accounts::{AccountService, Email, SignUpRequest, User};
 use domain::audit::{Actor, AuditEvent, RequestInfo};
@@ -19,7 +20,8 @@ use domain::mail::{Mail, MailError, Sender};
 use domain::organization::{Organization, luhn_check_digit};
 use domain::portfolio::PortfolioService;
 use domain::retention::{RetentionPolicy, RetentionService, WarningMail};
-use domain::store::{Index, Query, Table, query_all};
+use domain::secrets::SecretVault;
+use domain::store::{Condition, Index, Item, Query, Table, query_all};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -72,9 +74,20 @@ async fn sign_up(table: Arc<dyn Table>, clock: Arc<FixedClock>) -> (Actor, Strin
     (actor, email)
 }
 
-/// Three contracts through the import, the dashboard, a waiting file and, so that the
-/// partition takes more than one page to remove, 120 audit events.
-async fn business(table: Arc<dyn Table>, clock: Arc<FixedClock>, blobs: &dyn Blobs, actor: &Actor) {
+/// The name of `tenant`'s single sign-on client secret.
+fn secret_name(tenant: domain::ids::TenantId) -> String {
+    format!("retention-test/sso/{tenant}")
+}
+
+/// Three contracts through the import, the dashboard, a waiting file, single sign-on
+/// settings with their secret and, so that the partition takes more than one page to
+/// remove, 120 audit events.
+async fn business(
+    table: Arc<dyn Table>,
+    clock: Arc<FixedClock>,
+    (blobs, vault): (&dyn Blobs, &dyn SecretVault),
+    actor: &Actor,
+) {
     // One transaction at a time: moto fails one that meets another.
     let contracts =
         ContractService::new(table.clone(), clock.clone()).with_import_transactions_in_flight(1);
@@ -115,6 +128,13 @@ async fn business(table: Arc<dyn Table>, clock: Arc<FixedClock>, blobs: &dyn Blo
         .put(&file, b"RS-4\n".to_vec(), "text/csv")
         .await
         .unwrap();
+    let secret = secret_name(actor.tenant);
+    vault.put(&secret, "client-secret").await.unwrap();
+    let settings = Item::new(
+        keys::sso_settings(actor.tenant),
+        domain::store::to_attributes(&json!({ "requireSso": false, "secretRef": secret })).unwrap(),
+    );
+    table.put(settings, Condition::NotExists).await.unwrap();
     for n in 0..120 {
         let event = AuditEvent::system(
             actor.tenant,
@@ -159,13 +179,15 @@ async fn left_of(table: &dyn Table, tenant: domain::ids::TenantId) -> usize {
 async fn warn_then_remove(
     table: Arc<dyn Table>,
     blobs: Arc<dyn Blobs>,
+    vault: Arc<dyn SecretVault>,
     outbox: &std::path::Path,
 ) -> serde_json::Value {
     let clock = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
+    let ports = (blobs.as_ref(), vault.as_ref());
     let (gone, gone_email) = sign_up(table.clone(), clock.clone()).await;
-    business(table.clone(), clock.clone(), blobs.as_ref(), &gone).await;
+    business(table.clone(), clock.clone(), ports, &gone).await;
     let (kept, _) = sign_up(table.clone(), clock.clone()).await;
-    business(table.clone(), clock.clone(), blobs.as_ref(), &kept).await;
+    business(table.clone(), clock.clone(), ports, &kept).await;
     let kept_items = left_of(table.as_ref(), kept.tenant).await;
 
     let sender = Sender::new(Email::parse("no-reply@leasedesk.se").unwrap(), None).unwrap();
@@ -174,6 +196,7 @@ async fn warn_then_remove(
         table.clone(),
         clock.clone(),
         blobs.clone(),
+        vault.clone(),
         mailer.clone(),
         Arc::new(PlainWarning),
         RetentionPolicy::default(),
@@ -207,6 +230,14 @@ async fn warn_then_remove(
         1
     );
     assert_eq!(left_of(table.as_ref(), kept.tenant).await, kept_items);
+    assert_eq!(vault.get(&secret_name(gone.tenant)).await.unwrap(), None);
+    assert!(
+        vault
+            .get(&secret_name(kept.tenant))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     let record = table
         .get(&keys::retention_record(gone.tenant))
@@ -229,7 +260,10 @@ async fn a_removal_on_dynamodb_and_s3_ends_as_on_sqlite() {
         Arc::new(SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
     let folder: Arc<dyn Blobs> =
         Arc::new(FolderBlobs::open(&data.path().join("blobs"), "http://127.0.0.1:9").unwrap());
-    let on_sqlite = warn_then_remove(sqlite, folder, &data.path().join("outbox-sqlite")).await;
+    let secrets: Arc<dyn SecretVault> =
+        Arc::new(FolderSecrets::open(&data.path().join("secrets")).unwrap());
+    let on_sqlite =
+        warn_then_remove(sqlite, folder, secrets, &data.path().join("outbox-sqlite")).await;
 
     let bucket = support::unique_name("retention");
     support::s3_client()
@@ -245,16 +279,25 @@ async fn a_removal_on_dynamodb_and_s3_ends_as_on_sqlite() {
         .unwrap_or_else(|e| panic!("creating the bucket in moto: {e:?}"));
     let dynamodb: Arc<dyn Table> = Arc::new(support::dynamo_table().await);
     let s3: Arc<dyn Blobs> = Arc::new(S3Blobs::new(support::s3_client(), bucket));
-    let on_dynamodb = warn_then_remove(dynamodb, s3, &data.path().join("outbox-dynamodb")).await;
+    let secrets_manager: Arc<dyn SecretVault> =
+        Arc::new(SecretsManagerVault::new(support::secrets_client()));
+    let on_dynamodb = warn_then_remove(
+        dynamodb,
+        s3,
+        secrets_manager,
+        &data.path().join("outbox-dynamodb"),
+    )
+    .await;
 
     assert_eq!(on_dynamodb, on_sqlite);
     // The owner; the three contracts; the login, the organisation number and the
-    // dashboard registration; the file; the sign-up's, the import's, 120 filler and the
-    // warning's audit events.
+    // dashboard registration; the file; the client secret; the sign-up's, the import's,
+    // 120 filler and the warning's audit events.
     assert_eq!(on_sqlite["removedMembers"], 1, "{on_sqlite}");
     assert_eq!(on_sqlite["removedContracts"], 3, "{on_sqlite}");
     assert_eq!(on_sqlite["removedSharedItems"], 3, "{on_sqlite}");
     assert_eq!(on_sqlite["removedBlobs"], 1, "{on_sqlite}");
+    assert_eq!(on_sqlite["removedSecrets"], 1, "{on_sqlite}");
     assert!(
         on_sqlite["removedAuditEvents"].as_i64().unwrap() >= 122,
         "{on_sqlite}"

@@ -27,9 +27,12 @@
 //! second factors, invitations, resets, contracts, audit trail, jobs, idempotency
 //! records, dashboard, single sign-on — a page at a time, each page in one transaction
 //! with the global items its records name (a member's login `EMAIL#…`, the organization
-//! number `ORGNO#…`, a variable-rate contract's `RATEREF#…` marker) and a count. Global
-//! items are deleted only while they still point at this organization. A run cut off
-//! anywhere is finished by the next one. What remains is the record `RETENTION` /
+//! number `ORGNO#…`, a variable-rate contract's `RATEREF#…` marker) and a count; the
+//! single sign-on client secret its settings name leaves the secret vault just before
+//! them. Global items are deleted only while they still point at this organization. A
+//! sign-in under way at its provider (`SSOSTATE#…`, no personal data) cannot be found
+//! by organization and is left to its ten-minute expiry. A run cut off anywhere is
+//! finished by the next one. What remains is the record `RETENTION` /
 //! `T#<tenant>` ([`RetentionRecord`]): the organization's id, the days that decided its
 //! removal, when, and how much went; no name, no address.
 
@@ -43,6 +46,7 @@ use crate::keys;
 use crate::mail::{Mail, MailError, Mailer};
 use crate::organization::Organization;
 use crate::rates::SeriesId;
+use crate::secrets::{SecretVault, SecretVaultError};
 use crate::store::{
     Condition, Index, Item, Key, MAX_TRANSACTION_OPS, Query, StoreError, Table, Update, WriteOp,
     from_item, query_all, to_attributes,
@@ -175,6 +179,9 @@ pub struct RemovalCounts {
     /// Files in the bucket.
     #[serde(default, rename = "removedBlobs")]
     pub blobs: i64,
+    /// Secrets in the vault (the single sign-on client secret).
+    #[serde(default, rename = "removedSecrets")]
+    pub secrets: i64,
 }
 
 impl RemovalCounts {
@@ -189,6 +196,7 @@ impl RemovalCounts {
             ("removedAuditEvents", self.audit_events),
             ("removedSharedItems", self.shared_items),
             ("removedBlobs", self.blobs),
+            ("removedSecrets", self.secrets),
         ] {
             if by != 0 {
                 update.increment.push((name.to_owned(), by));
@@ -317,6 +325,8 @@ pub enum RetentionError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Blobs(#[from] BlobError),
+    #[error(transparent)]
+    Vault(#[from] SecretVaultError),
     /// The mail service could not take a warning now; the warning is tried again by
     /// the next run, which may mail the other owners a second copy.
     #[error("a warning could not be mailed now: {0}")]
@@ -341,6 +351,7 @@ pub struct RetentionService {
     table: Arc<dyn Table>,
     clock: Arc<dyn Clock>,
     blobs: Arc<dyn Blobs>,
+    vault: Arc<dyn SecretVault>,
     mailer: Arc<dyn Mailer>,
     mails: Arc<dyn WarningMail>,
     policy: RetentionPolicy,
@@ -351,6 +362,7 @@ impl RetentionService {
         table: Arc<dyn Table>,
         clock: Arc<dyn Clock>,
         blobs: Arc<dyn Blobs>,
+        vault: Arc<dyn SecretVault>,
         mailer: Arc<dyn Mailer>,
         mails: Arc<dyn WarningMail>,
         policy: RetentionPolicy,
@@ -359,6 +371,7 @@ impl RetentionService {
             table,
             clock,
             blobs,
+            vault,
             mailer,
             mails,
             policy,
@@ -675,6 +688,7 @@ impl RetentionService {
             audit_events = record.removed.audit_events,
             shared_items = record.removed.shared_items,
             blobs = record.removed.blobs,
+            secrets = record.removed.secrets,
             "retention: organization removed"
         );
         Ok(Outcome::Removed)
@@ -745,6 +759,14 @@ impl RetentionService {
                 let shared = self.shared_items(tenant, item).await?;
                 if ops.len() + 1 + shared.len() > MAX_TRANSACTION_OPS - 1 {
                     break;
+                }
+                // The settings name their secret: it goes first, so a cut-off run still
+                // finds the name next time.
+                if item.key.sk == keys::SSO_SETTINGS_SK
+                    && let Some(name) = item.attributes.get("secretRef").and_then(|v| v.as_str())
+                {
+                    self.vault.delete(name).await?;
+                    counts.secrets += 1;
                 }
                 ops.push(WriteOp::Delete {
                     key: item.key.clone(),
@@ -905,9 +927,10 @@ mod tests {
     use crate::clock::FixedClock;
     use crate::ids::UserId;
     use crate::organization::luhn_check_digit;
+    use crate::secrets::SecretVault;
     use crate::sessions::SessionService;
     use crate::store::Page;
-    use crate::testing::{MemoryBlobs, MemoryTable, RecordingMailer};
+    use crate::testing::{MemoryBlobs, MemorySecrets, MemoryTable, RecordingMailer};
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1079,6 +1102,7 @@ mod tests {
         table: Arc<MemoryTable>,
         clock: Arc<FixedClock>,
         blobs: Arc<MemoryBlobs>,
+        secrets: Arc<MemorySecrets>,
         mailer: Arc<RecordingMailer>,
         service: RetentionService,
     }
@@ -1098,11 +1122,13 @@ mod tests {
             policy: RetentionPolicy,
         ) -> Self {
             let blobs = Arc::new(MemoryBlobs::default());
+            let secrets = Arc::new(MemorySecrets::default());
             let mailer = Arc::new(RecordingMailer::default());
             let service = RetentionService::new(
                 service_table,
                 clock.clone(),
                 blobs.clone(),
+                secrets.clone(),
                 mailer.clone(),
                 Arc::new(PlainWarning),
                 policy,
@@ -1111,6 +1137,7 @@ mod tests {
                 table,
                 clock,
                 blobs,
+                secrets,
                 mailer,
                 service,
             }
@@ -1247,7 +1274,8 @@ mod tests {
     }
 
     /// Contracts (one priced off a reference rate, with its marker), a dashboard and its
-    /// registration, a file waiting for an import, and a session of the owner.
+    /// registration, a file waiting for an import, single sign-on settings with their
+    /// client secret in the vault, and a session of the owner.
     async fn add_business_data(fixture: &Fixture, org: &Org) {
         for (number, series) in [("LC-1", None), ("LC-2", Some("SWESTR"))] {
             let id = ContractId::generate();
@@ -1298,6 +1326,17 @@ mod tests {
         fixture
             .blobs
             .put(&file, b"contractNumber\nLC-3\n".to_vec(), "text/csv")
+            .await
+            .unwrap();
+        let secret = format!("sso/{}", org.tenant);
+        fixture.secrets.put(&secret, "client-secret").await.unwrap();
+        let settings = Item::new(
+            keys::sso_settings(org.tenant),
+            to_attributes(&json!({ "requireSso": false, "secretRef": secret })).unwrap(),
+        );
+        fixture
+            .table
+            .put(settings, Condition::NotExists)
             .await
             .unwrap();
         SessionService::new(fixture.table.clone(), fixture.clock.clone())
@@ -1497,15 +1536,21 @@ mod tests {
         assert_eq!(record.removed_at, fixture.clock.now());
         assert_eq!(record.deletion_date, Some(fixture.clock.today()));
         // Two members (their users); two contracts; the logins, the number, a marker and
-        // the dashboard registration; the file.
+        // the dashboard registration; the file; the client secret.
         assert_eq!(
             (
                 record.removed.members,
                 record.removed.contracts,
                 record.removed.shared_items,
-                record.removed.blobs
+                record.removed.blobs,
+                record.removed.secrets
             ),
-            (2, 2, 5, 1)
+            (2, 2, 5, 1, 1)
+        );
+        assert_eq!(
+            fixture.secrets.names(),
+            [format!("sso/{}", other.tenant)],
+            "only the other organization's secret is left"
         );
         assert!(record.removed.audit_events >= 2, "sign-up and warning");
         let partition_items_before = record.removed.items;
@@ -1747,6 +1792,7 @@ mod tests {
                 "cut off after {writes} writes"
             );
             assert!(fixture.blobs.keys().is_empty());
+            assert!(fixture.secrets.names().is_empty());
         }
     }
 

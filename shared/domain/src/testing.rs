@@ -1,11 +1,13 @@
 //! In-memory stand-ins for the ports, for unit tests of services that use the whole
-//! table (conditions, updates, queries on both orderings, transactions), blobs and mail.
+//! table (conditions, updates, queries on both orderings, transactions), blobs, secrets
+//! and mail.
 //! The adapters' conformance suites hold the real ones to the same rules.
 
 use crate::blobs::{
     Blob, BlobError, BlobInfo, BlobKey, BlobListing, Blobs, PresignedRequest, validate_list_limit,
 };
 use crate::mail::{Mail, MailError, Mailer, SentMail};
+use crate::secrets::{SecretVault, SecretVaultError, check_name};
 use crate::store::{
     Condition, Cursor, Index, Item, Key, Page, Query, SortKeyCondition, StoreError, Table, Update,
     WriteOp, validate_item, validate_key, validate_query, validate_transaction, validate_update,
@@ -356,6 +358,45 @@ impl Blobs for MemoryBlobs {
         _: std::time::Duration,
     ) -> Result<PresignedRequest, BlobError> {
         Err(BlobError::Invalid("the memory store serves no URLs".into()))
+    }
+}
+
+/// Secrets in a map.
+#[derive(Default)]
+pub struct MemorySecrets {
+    secrets: Mutex<BTreeMap<String, String>>,
+}
+
+impl MemorySecrets {
+    /// Every stored name.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl SecretVault for MemorySecrets {
+    async fn put(&self, name: &str, value: &str) -> Result<(), SecretVaultError> {
+        check_name(name)?;
+        self.lock().insert(name.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<String>, SecretVaultError> {
+        check_name(name)?;
+        Ok(self.lock().get(name).cloned())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), SecretVaultError> {
+        check_name(name)?;
+        self.lock().remove(name);
+        Ok(())
     }
 }
 
