@@ -760,8 +760,9 @@ fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>) {
     }
 }
 
-/// Applies a batch of requests in one transaction, each inside its own savepoint, and
-/// answers them only after the commit is durable.
+/// Applies a batch of requests in one transaction and answers them only after the
+/// commit is durable. A refused request writes nothing (see [`apply_request`]), so the
+/// others commit with it.
 fn run_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
     if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
         let error = sqlite_error(error);
@@ -777,7 +778,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
             answers.push((request.reply, Err(writer_gone())));
             continue;
         }
-        let result = apply_in_savepoint(conn, &request.job);
+        let result = apply_request(conn, &request.job);
         if let Err(error) = &result.1 {
             broken = Some(error_copy(error));
         }
@@ -816,85 +817,132 @@ fn error_copy(error: &StoreError) -> StoreError {
     }
 }
 
-/// Runs one request inside a savepoint. Returns the request's own result, plus an error
-/// when the savepoint machinery itself failed and the batch must be abandoned.
-fn apply_in_savepoint(
+/// Runs one request. Returns the request's own result, plus an error when a write
+/// failed half-way through a transaction and the batch must be abandoned.
+///
+/// No savepoint: a transaction checks every condition and computes every updated item
+/// before it writes anything, so a refused or invalid request has written nothing, and
+/// a request of one operation writes one row (SQLite undoes a failed statement by
+/// itself). Savepoints cost: inside one, SQLite copies every page a write touches that
+/// an earlier request of the batch touched already (to the sub-journal), and the
+/// requests of a batch share most of their pages.
+fn apply_request(
     conn: &Connection,
     job: &WriteJob,
 ) -> (Result<WriteOutcome, StoreError>, Result<(), StoreError>) {
-    let savepoint = |sql: &str| -> Result<(), StoreError> {
-        conn.prepare_cached(sql)
-            .and_then(|mut statement| statement.execute([]))
-            .map(drop)
-            .map_err(sqlite_error)
-    };
-    if let Err(error) = savepoint("SAVEPOINT request") {
-        return (Err(error_copy(&error)), Err(error));
+    match job {
+        WriteJob::Put(put) => (
+            match apply_op(conn, put) {
+                Ok(true) => Ok(WriteOutcome::Done),
+                Ok(false) => Err(StoreError::ConditionFailed),
+                Err(error) => Err(error),
+            },
+            Ok(()),
+        ),
+        WriteJob::Update(update) => (apply_update(conn, update), Ok(())),
+        WriteJob::Delete(key, condition) => (apply_delete(conn, key, *condition), Ok(())),
+        WriteJob::Transact(ops) => match plan_transaction(conn, ops) {
+            Err(refusal) => (Err(refusal), Ok(())),
+            Ok(writes) => {
+                for write in &writes {
+                    if let Err(error) = write.apply(conn) {
+                        return (Err(error_copy(&error)), Err(error));
+                    }
+                }
+                (Ok(WriteOutcome::Done), Ok(()))
+            }
+        },
     }
-    let result = apply(conn, job);
-    let mut machinery = Ok(());
-    if result.is_err() {
-        machinery = savepoint("ROLLBACK TO request");
-    }
-    if machinery.is_ok() {
-        machinery = savepoint("RELEASE request");
-    }
-    (result, machinery)
 }
 
-fn apply(conn: &Connection, job: &WriteJob) -> Result<WriteOutcome, StoreError> {
-    match job {
-        WriteJob::Put(put) => match apply_op(conn, put)? {
-            true => Ok(WriteOutcome::Done),
-            false => Err(StoreError::ConditionFailed),
-        },
-        WriteJob::Update(update) => {
-            let current = load(conn, &update.key)?;
-            if !holds(update.condition, current.as_ref().map(Stamp::of)) {
-                return Err(StoreError::ConditionFailed);
-            }
-            let item = updated(current, update)?;
-            store(conn, &item)?;
-            Ok(WriteOutcome::Updated(item))
+fn apply_update(conn: &Connection, update: &Update) -> Result<WriteOutcome, StoreError> {
+    let current = load(conn, &update.key)?;
+    if !holds(update.condition, current.as_ref().map(Stamp::of)) {
+        return Err(StoreError::ConditionFailed);
+    }
+    let item = updated(current, update)?;
+    store(conn, &item)?;
+    Ok(WriteOutcome::Updated(item))
+}
+
+fn apply_delete(
+    conn: &Connection,
+    key: &Key,
+    condition: Condition,
+) -> Result<WriteOutcome, StoreError> {
+    let current = load(conn, key)?;
+    if !holds(condition, current.as_ref().map(Stamp::of)) {
+        return Err(StoreError::ConditionFailed);
+    }
+    if current.is_some() {
+        remove(conn, key)?;
+    }
+    Ok(WriteOutcome::Deleted(current))
+}
+
+/// One write of a transaction whose conditions all hold.
+enum PlannedWrite<'a> {
+    /// A new row (its key was checked free).
+    Insert(&'a StoredRow),
+    Replace(&'a StoredRow),
+    Store(Box<Item>),
+    Remove(&'a Key),
+}
+
+impl PlannedWrite<'_> {
+    fn apply(&self, conn: &Connection) -> Result<(), StoreError> {
+        match self {
+            Self::Insert(row) => write_row(conn, "INSERT", row).map_err(sqlite_error),
+            Self::Replace(row) => store_row(conn, row),
+            Self::Store(item) => store(conn, item),
+            Self::Remove(key) => remove(conn, key),
         }
-        WriteJob::Delete(key, condition) => {
-            let current = load(conn, key)?;
-            if !holds(*condition, current.as_ref().map(Stamp::of)) {
-                return Err(StoreError::ConditionFailed);
-            }
-            if current.is_some() {
-                remove(conn, key)?;
-            }
-            Ok(WriteOutcome::Deleted(current))
-        }
-        WriteJob::Transact(ops) => {
-            // Keys are distinct, so each operation's condition sees the state before the
-            // transaction whatever was applied before it. After the first failed
-            // condition nothing more is written, but every condition is still checked,
-            // so the refusal names them all; the caller's savepoint undoes the rest.
-            let mut failed = Vec::new();
-            for (position, op) in ops.iter().enumerate() {
-                let held = if failed.is_empty() {
-                    apply_op(conn, op)?
+    }
+}
+
+/// The writes of a transaction, or why it is refused: every condition is checked (so a
+/// refusal names them all) and every updated item computed against the state before
+/// the transaction (its keys are distinct), before anything is written.
+fn plan_transaction<'a>(
+    conn: &Connection,
+    ops: &'a [PreparedOp],
+) -> Result<Vec<PlannedWrite<'a>>, StoreError> {
+    let mut writes = Vec::with_capacity(ops.len());
+    let mut failed = Vec::new();
+    for (position, op) in ops.iter().enumerate() {
+        let write = match op {
+            PreparedOp::Other(WriteOp::Update(update)) => {
+                let stored = load(conn, &update.key)?;
+                if holds(update.condition, stored.as_ref().map(Stamp::of)) {
+                    Some(PlannedWrite::Store(Box::new(updated(stored, update)?)))
                 } else {
-                    check_op(conn, op)?
-                };
-                if !held {
-                    failed.push(position);
+                    None
                 }
             }
-            if failed.is_empty() {
-                Ok(WriteOutcome::Done)
-            } else {
-                Err(StoreError::TransactionCanceled { failed })
-            }
+            _ if !check_op(conn, op)? => None,
+            PreparedOp::Put {
+                row,
+                condition: Condition::NotExists,
+            } => Some(PlannedWrite::Insert(row)),
+            PreparedOp::Put { row, .. } => Some(PlannedWrite::Replace(row)),
+            PreparedOp::Other(WriteOp::Delete { key, .. }) => Some(PlannedWrite::Remove(key)),
+            PreparedOp::Other(_) => continue,
+        };
+        match write {
+            Some(write) => writes.push(write),
+            None => failed.push(position),
         }
+    }
+    if failed.is_empty() {
+        Ok(writes)
+    } else {
+        Err(StoreError::TransactionCanceled { failed })
     }
 }
 
-/// Applies one operation of a transaction if its condition holds; `false` when it does
-/// not (nothing written). A put that needs no item or no earlier version, the bulk of
-/// an import, is written without reading the stored item first.
+/// Applies one operation if its condition holds; `false` when it does not (nothing
+/// written). A put that needs no item or no earlier version is written without reading
+/// the stored item first.
 fn apply_op(conn: &Connection, op: &PreparedOp) -> Result<bool, StoreError> {
     match op {
         PreparedOp::Put {

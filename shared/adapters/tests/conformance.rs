@@ -871,6 +871,28 @@ async fn transaction_is_all_or_nothing(table: &dyn Table) {
     ];
     table.transact_write(ops).await.unwrap();
     assert_eq!(must_get(table, &existing.key).await.version, 4);
+
+    // An update that cannot apply (an increment of text) after writes that could:
+    // refused, and none of it written.
+    let text = item(&pk, "TEXT", json!({"name": "x"}));
+    table.put(text.clone(), Condition::None).await.unwrap();
+    let mut increment = Update::new(text.key.clone());
+    increment.increment.push(("name".into(), 1));
+    let ops = vec![
+        WriteOp::Put {
+            item: item(&pk, "C", json!({})),
+            condition: Condition::None,
+        },
+        WriteOp::Delete {
+            key: Key::new(&pk, "GATE"),
+            condition: Condition::None,
+        },
+        WriteOp::Update(increment),
+    ];
+    assert!(table.transact_write(ops).await.is_err());
+    assert_eq!(table.get(&Key::new(&pk, "C")).await.unwrap(), None);
+    assert!(table.get(&Key::new(&pk, "GATE")).await.unwrap().is_some());
+    assert_eq!(must_get(table, &text.key).await, text);
 }
 
 async fn transaction_rules_are_enforced(table: &dyn Table) {
@@ -1142,6 +1164,55 @@ fn bump_user_version(path: &std::path::Path) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_refused_transactions_leave_their_group_commit_intact() {
+    // Many transactions at once share group commits; every other one is refused by a
+    // condition on its last operation, after puts that would have held.
+    let dir = tempfile::tempdir().unwrap();
+    let table = Arc::new(SqliteTable::open(&dir.path().join("groups.db")).unwrap());
+    let pk = unique("groups");
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let table = Arc::clone(&table);
+        let pk = pk.clone();
+        tasks.push(tokio::spawn(async move {
+            let gate = if n % 2 == 0 {
+                Condition::None
+            } else {
+                Condition::Exists
+            };
+            let ops = vec![
+                WriteOp::Put {
+                    item: item(&pk, &format!("A#{n}"), json!({"n": n})),
+                    condition: Condition::NotExists,
+                },
+                WriteOp::Put {
+                    item: item(&pk, "SHARED", json!({"last": n})),
+                    condition: Condition::None,
+                },
+                WriteOp::Check {
+                    key: Key::new(&pk, format!("GATE#{n}")),
+                    condition: gate,
+                },
+            ];
+            (n, table.transact_write(ops).await)
+        }));
+    }
+    for task in tasks {
+        let (n, result) = task.await.unwrap();
+        let written = table.get(&Key::new(&pk, format!("A#{n}"))).await.unwrap();
+        if n % 2 == 0 {
+            result.unwrap();
+            assert!(written.is_some(), "{n}");
+        } else {
+            assert_canceled(result, &[2]);
+            assert_eq!(written, None, "{n}");
+        }
+    }
+    let shared = must_get(table.as_ref(), &Key::new(&pk, "SHARED")).await;
+    assert_eq!(shared.attributes["last"].as_i64().unwrap() % 2, 0);
+}
+
+#[tokio::test]
 async fn sqlite_concurrent_writers_are_serialised() {
     let dir = tempfile::tempdir().unwrap();
     let table = Arc::new(SqliteTable::open(&dir.path().join("concurrent.db")).unwrap());

@@ -10,7 +10,7 @@ use crate::ids::ContractId;
 use crate::keys;
 use crate::portfolio::{
     LedgerChange, PortfolioError, StoredFacts, TotalsWrite::Pending, commit_with_portfolio,
-    fold_pending, prepare_bulk,
+    fold_pending, fold_pending_passes, prepare_bulk,
 };
 use crate::rates::{SeriesId, SeriesInfo};
 use crate::store::{Condition, Query, StoreError, WriteOp, query_all};
@@ -25,6 +25,8 @@ pub const MAX_IMPORT_ROWS: usize = 200_000;
 const WRITES_PER_TRANSACTION: usize = crate::store::MAX_TRANSACTION_OPS - 3;
 /// Transactions between two folds of their pending differences into the totals.
 const FOLD_EVERY: usize = 256;
+/// The fold transactions (of up to 99 differences) one fold of an import runs.
+const FOLD_PASSES: usize = FOLD_EVERY.div_ceil(crate::store::MAX_TRANSACTION_OPS - 1) + 1;
 /// Transactions in flight at once, unless the service says otherwise; the embedded store
 /// commits them in groups.
 pub(crate) const TRANSACTIONS_IN_FLIGHT: usize = 256;
@@ -278,31 +280,67 @@ impl ContractService {
                 batch.push(change);
             }
         }
-        // Every few hundred transactions their pending differences are folded into the
-        // totals, so a dashboard read meanwhile finds only a few.
+        // The transactions stream through the store, `import_transactions_in_flight` at
+        // a time, so the embedded store's group commits stay full. Every few hundred
+        // transactions a fold of their pending differences into the totals joins the
+        // stream (so a dashboard read meanwhile finds only a few); it runs beside the
+        // writes, never waiting for them to drain. After a failure no new transaction
+        // starts; those in flight finish, and what was written is folded either way.
+        enum Work {
+            Batch(Vec<Change>),
+            Fold,
+        }
+        enum Written {
+            Rows(usize),
+            Folded,
+        }
+        let batch_count = batches.len();
+        let work = batches.into_iter().enumerate().flat_map(|(n, batch)| {
+            let fold = (n + 1) % FOLD_EVERY == 0 && n + 1 < batch_count;
+            std::iter::once(Work::Batch(batch)).chain(fold.then_some(Work::Fold))
+        });
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let folding = tokio::sync::Mutex::new(());
+        let folding = &folding;
         let mut outcome = Ok(());
-        let mut batches = batches.into_iter().peekable();
-        while batches.peek().is_some() && outcome.is_ok() {
-            let round: Vec<Vec<Change>> = batches.by_ref().take(FOLD_EVERY).collect();
-            let round_rows: usize = round.iter().map(Vec::len).sum();
-            let mut writes = futures_util::stream::iter(round)
-                .map(|batch| async move { self.write_batch(actor, &batch, now).await })
-                .buffer_unordered(self.import_transactions_in_flight);
-            while let Some(result) = writes.next().await {
-                if let Err(error) = result {
-                    outcome = Err(error);
+        let mut writes = futures_util::stream::iter(work)
+            .take_while(|_| std::future::ready(!failed.load(std::sync::atomic::Ordering::Relaxed)))
+            .map(|work| async move {
+                match work {
+                    Work::Batch(batch) => self
+                        .write_batch(actor, &batch, now)
+                        .await
+                        .map(|()| Written::Rows(batch.len())),
+                    // One fold at a time, of about what the transactions since the
+                    // last one left (one pending difference each).
+                    Work::Fold => {
+                        let _one = folding.lock().await;
+                        fold_pending_passes(self.table.as_ref(), actor.tenant, FOLD_PASSES)
+                            .await
+                            .map(|()| Written::Folded)
+                            .map_err(portfolio_error)
+                    }
+                }
+            })
+            .buffer_unordered(self.import_transactions_in_flight);
+        while let Some(result) = writes.next().await {
+            match result {
+                Ok(Written::Rows(rows)) => settled += rows,
+                // The job's progress moves with the folds: a few dozen saves of it.
+                Ok(Written::Folded) => publish(settled),
+                Err(error) => {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    if outcome.is_ok() {
+                        outcome = Err(error);
+                    }
                 }
             }
-            drop(writes);
-            // What was written counts either way.
-            fold_pending(self.table.as_ref(), actor.tenant)
-                .await
-                .map_err(portfolio_error)?;
-            if outcome.is_ok() {
-                settled += round_rows;
-                publish(settled);
-            }
         }
+        drop(writes);
+        fold_pending(self.table.as_ref(), actor.tenant)
+            .await
+            .map_err(portfolio_error)?;
+        publish(settled);
         outcome?;
         Ok(report)
     }

@@ -1324,9 +1324,20 @@ async fn read_stored(table: &dyn Table, tenant: TenantId) -> Result<Stored, Stor
 /// Folds the differences imports left pending into the totals, a transaction at a
 /// time; a racing change makes it read again.
 pub async fn fold_pending(table: &dyn Table, tenant: TenantId) -> Result<(), PortfolioError> {
+    fold_pending_passes(table, tenant, usize::MAX).await
+}
+
+/// [`fold_pending`] in at most `passes` transactions (each folds up to 99): an import
+/// folds as it goes without chasing the differences its own writes keep adding.
+pub(crate) async fn fold_pending_passes(
+    table: &dyn Table,
+    tenant: TenantId,
+    passes: usize,
+) -> Result<(), PortfolioError> {
     let pending_prefix = keys::portfolio_pending(tenant, "").sk;
     let mut conflicts = 0;
-    loop {
+    let mut folded_passes = 0;
+    while folded_passes < passes {
         let page = table
             .query(
                 Query::partition(keys::tenant_partition(tenant))
@@ -1356,13 +1367,17 @@ pub async fn fold_pending(table: &dyn Table, tenant: TenantId) -> Result<(), Por
             condition: Condition::VersionIs(version),
         });
         match table.transact_write(ops).await {
-            Ok(()) => conflicts = 0,
+            Ok(()) => {
+                conflicts = 0;
+                folded_passes += 1;
+            }
             // A change to the totals, or another fold, came first: read again.
             Err(StoreError::TransactionCanceled { .. }) if conflicts < 20 => conflicts += 1,
             Err(StoreError::TransactionCanceled { .. }) => return Err(PortfolioError::Contention),
             Err(other) => return Err(other.into()),
         }
     }
+    Ok(())
 }
 
 impl PortfolioService {
