@@ -820,10 +820,9 @@ fn error_copy(error: &StoreError) -> StoreError {
 /// Runs one request. Returns the request's own result, plus an error when a write
 /// failed half-way through a transaction and the batch must be abandoned.
 ///
-/// No savepoint: a transaction checks every condition and computes every updated item
-/// before it writes anything, so a refused or invalid request has written nothing, and
-/// a request of one operation writes one row (SQLite undoes a failed statement by
-/// itself). Savepoints cost: inside one, SQLite copies every page a write touches that
+/// No savepoint: a refused or invalid transaction leaves nothing written (see
+/// [`apply_transaction`]), and a request of one operation writes one row (SQLite undoes
+/// a failed statement by itself). Savepoints cost: inside one, SQLite copies every page a write touches that
 /// an earlier request of the batch touched already (to the sub-journal), and the
 /// requests of a batch share most of their pages.
 fn apply_request(
@@ -841,18 +840,66 @@ fn apply_request(
         ),
         WriteJob::Update(update) => (apply_update(conn, update), Ok(())),
         WriteJob::Delete(key, condition) => (apply_delete(conn, key, *condition), Ok(())),
-        WriteJob::Transact(ops) => match plan_transaction(conn, ops) {
-            Err(refusal) => (Err(refusal), Ok(())),
-            Ok(writes) => {
-                for write in &writes {
-                    if let Err(error) = write.apply(conn) {
+        WriteJob::Transact(ops) => apply_transaction(conn, ops),
+    }
+}
+
+/// A transaction without a savepoint. Its new items (`NotExists`, the bulk of an
+/// import) are inserted first, without reading their keys: the primary key refuses one
+/// that exists, and then the rows this transaction inserted are deleted again, which
+/// restores the state before it exactly, since none of them existed. Every other
+/// condition is checked, and every updated item computed, before anything is written.
+fn apply_transaction(
+    conn: &Connection,
+    ops: &[PreparedOp],
+) -> (Result<WriteOutcome, StoreError>, Result<(), StoreError>) {
+    let refused = |conn: &Connection| match refusal(conn, ops) {
+        Ok(refusal) => (Err(refusal), Ok(())),
+        Err(error) => (Err(error), Ok(())),
+    };
+    let writes = match plan_transaction(conn, ops) {
+        Ok(writes) => writes,
+        Err(StoreError::TransactionCanceled { .. }) => return refused(conn),
+        Err(error) => return (Err(error), Ok(())),
+    };
+    let mut inserted: Vec<&Key> = Vec::new();
+    for write in &writes {
+        let PlannedWrite::Insert(row) = write else {
+            continue;
+        };
+        match insert_new_row(conn, row) {
+            Ok(true) => inserted.push(&row.key),
+            Ok(false) => {
+                for key in inserted {
+                    if let Err(error) = remove(conn, key) {
                         return (Err(error_copy(&error)), Err(error));
                     }
                 }
-                (Ok(WriteOutcome::Done), Ok(()))
+                return refused(conn);
             }
-        },
+            Err(error) => return (Err(error_copy(&error)), Err(error)),
+        }
     }
+    for write in &writes {
+        if matches!(write, PlannedWrite::Insert(_)) {
+            continue;
+        }
+        if let Err(error) = write.apply(conn) {
+            return (Err(error_copy(&error)), Err(error));
+        }
+    }
+    (Ok(WriteOutcome::Done), Ok(()))
+}
+
+/// Why a transaction is refused: every operation whose condition does not hold now.
+fn refusal(conn: &Connection, ops: &[PreparedOp]) -> Result<StoreError, StoreError> {
+    let mut failed = Vec::new();
+    for (position, op) in ops.iter().enumerate() {
+        if !check_op(conn, op)? {
+            failed.push(position);
+        }
+    }
+    Ok(StoreError::TransactionCanceled { failed })
 }
 
 fn apply_update(conn: &Connection, update: &Update) -> Result<WriteOutcome, StoreError> {
@@ -900,9 +947,9 @@ impl PlannedWrite<'_> {
     }
 }
 
-/// The writes of a transaction, or why it is refused: every condition is checked (so a
-/// refusal names them all) and every updated item computed against the state before
-/// the transaction (its keys are distinct), before anything is written.
+/// The writes of a transaction, or its refusal: every condition but `NotExists` is
+/// checked, and every updated item computed against the state before the transaction
+/// (its keys are distinct), before anything is written.
 fn plan_transaction<'a>(
     conn: &Connection,
     ops: &'a [PreparedOp],
@@ -919,11 +966,12 @@ fn plan_transaction<'a>(
                     None
                 }
             }
-            _ if !check_op(conn, op)? => None,
+            // Checked by inserting (see `apply_transaction`).
             PreparedOp::Put {
                 row,
                 condition: Condition::NotExists,
             } => Some(PlannedWrite::Insert(row)),
+            _ if !check_op(conn, op)? => None,
             PreparedOp::Put { row, .. } => Some(PlannedWrite::Replace(row)),
             PreparedOp::Other(WriteOp::Delete { key, .. }) => Some(PlannedWrite::Remove(key)),
             PreparedOp::Other(_) => continue,

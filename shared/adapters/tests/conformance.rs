@@ -872,6 +872,27 @@ async fn transaction_is_all_or_nothing(table: &dyn Table) {
     table.transact_write(ops).await.unwrap();
     assert_eq!(must_get(table, &existing.key).await.version, 4);
 
+    // Only a new item's key is taken, after another new item and before a plain put:
+    // neither of those is written.
+    let ops = vec![
+        WriteOp::Put {
+            item: item(&pk, "NEW", json!({})),
+            condition: Condition::NotExists,
+        },
+        WriteOp::Put {
+            item: item(&pk, "EXISTING", json!({"v": 9})),
+            condition: Condition::NotExists,
+        },
+        WriteOp::Put {
+            item: item(&pk, "PLAIN", json!({})),
+            condition: Condition::None,
+        },
+    ];
+    assert_canceled(table.transact_write(ops).await, &[1]);
+    assert_eq!(table.get(&Key::new(&pk, "NEW")).await.unwrap(), None);
+    assert_eq!(table.get(&Key::new(&pk, "PLAIN")).await.unwrap(), None);
+    assert_eq!(must_get(table, &existing.key).await.version, 4);
+
     // An update that cannot apply (an increment of text) after writes that could:
     // refused, and none of it written.
     let text = item(&pk, "TEXT", json!({"name": "x"}));
@@ -1165,20 +1186,34 @@ fn bump_user_version(path: &std::path::Path) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_refused_transactions_leave_their_group_commit_intact() {
-    // Many transactions at once share group commits; every other one is refused by a
-    // condition on its last operation, after puts that would have held.
+    // Many transactions at once share group commits. Every other one is refused by its
+    // last operation, after writes that would have held: a check, or a new item whose
+    // key is taken.
     let dir = tempfile::tempdir().unwrap();
     let table = Arc::new(SqliteTable::open(&dir.path().join("groups.db")).unwrap());
     let pk = unique("groups");
+    table
+        .put(item(&pk, "TAKEN", json!({})), Condition::None)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for n in 0..200 {
         let table = Arc::clone(&table);
         let pk = pk.clone();
         tasks.push(tokio::spawn(async move {
-            let gate = if n % 2 == 0 {
-                Condition::None
-            } else {
-                Condition::Exists
+            let last = match n % 4 {
+                1 => WriteOp::Check {
+                    key: Key::new(&pk, format!("GATE#{n}")),
+                    condition: Condition::Exists,
+                },
+                3 => WriteOp::Put {
+                    item: item(&pk, "TAKEN", json!({"by": n})),
+                    condition: Condition::NotExists,
+                },
+                _ => WriteOp::Check {
+                    key: Key::new(&pk, format!("GATE#{n}")),
+                    condition: Condition::None,
+                },
             };
             let ops = vec![
                 WriteOp::Put {
@@ -1189,10 +1224,7 @@ async fn sqlite_refused_transactions_leave_their_group_commit_intact() {
                     item: item(&pk, "SHARED", json!({"last": n})),
                     condition: Condition::None,
                 },
-                WriteOp::Check {
-                    key: Key::new(&pk, format!("GATE#{n}")),
-                    condition: gate,
-                },
+                last,
             ];
             (n, table.transact_write(ops).await)
         }));
@@ -1210,6 +1242,8 @@ async fn sqlite_refused_transactions_leave_their_group_commit_intact() {
     }
     let shared = must_get(table.as_ref(), &Key::new(&pk, "SHARED")).await;
     assert_eq!(shared.attributes["last"].as_i64().unwrap() % 2, 0);
+    let taken = must_get(table.as_ref(), &Key::new(&pk, "TAKEN")).await;
+    assert_eq!(taken.attributes, json!({}).as_object().unwrap().clone());
 }
 
 #[tokio::test]
