@@ -50,6 +50,15 @@ async fn configure(app: &TestApp, owner: &Account, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
+/// `POST /auth/sso/start` for `organization`.
+async fn start(app: &TestApp, organization: Value) -> reqwest::Response {
+    app.request(Method::POST, "/auth/sso/start")
+        .json(&json!({ "organization": organization }))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// What came back from the provider to the web app's callback page.
 struct Returned {
     state: String,
@@ -59,12 +68,7 @@ struct Returned {
 /// Starts a sign-in for `organization` and follows the browser to the provider, which
 /// signs in whoever it was told to; returns what the provider sent back.
 async fn through_provider(app: &TestApp, organization: &str) -> Returned {
-    let response = app
-        .request(Method::POST, "/auth/sso/start")
-        .json(&json!({ "organization": organization }))
-        .send()
-        .await
-        .unwrap();
+    let response = start(app, json!(organization)).await;
     assert_eq!(response.status(), StatusCode::OK, "start");
     let started: Value = response.json().await.unwrap();
     assert_eq!(started["expiresIn"], 600);
@@ -167,12 +171,7 @@ async fn modules_start_with_a_ten_day_trial_and_gate_their_routes() {
         );
         assert!(problem["detail"].as_str().unwrap().contains("sso"));
     }
-    let response = app
-        .request(Method::POST, "/auth/sso/start")
-        .json(&json!({ "organization": owner.tenant }))
-        .send()
-        .await
-        .unwrap();
+    let response = start(&app, json!(owner.tenant)).await;
     problem(response, StatusCode::FORBIDDEN).await;
 
     // Only owners turn modules on.
@@ -426,27 +425,12 @@ async fn sso_refuses_strangers_bad_tokens_and_other_organizations_accounts() {
     assert!(reasons.contains(&"code_rejected"));
 
     // Organizations without single sign-on, and unknown ones.
-    let response = app
-        .request(Method::POST, "/auth/sso/start")
-        .json(&json!({ "organization": other.tenant }))
-        .send()
-        .await
-        .unwrap();
+    let response = start(&app, json!(other.tenant)).await;
     problem(response, StatusCode::FORBIDDEN).await;
     set_module(&app, &other.token, "sso", true).await;
-    let response = app
-        .request(Method::POST, "/auth/sso/start")
-        .json(&json!({ "organization": other.tenant }))
-        .send()
-        .await
-        .unwrap();
+    let response = start(&app, json!(other.tenant)).await;
     problem(response, StatusCode::NOT_FOUND).await;
-    let response = app
-        .request(Method::POST, "/auth/sso/start")
-        .json(&json!({ "organization": "not-an-id" }))
-        .send()
-        .await
-        .unwrap();
+    let response = start(&app, json!("not-an-id")).await;
     problem(response, StatusCode::BAD_REQUEST).await;
 }
 
