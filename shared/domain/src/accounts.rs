@@ -294,15 +294,7 @@ impl AccountService {
             role: Role::Owner,
             request: info,
         };
-        let record = UserRecord {
-            user: user.clone(),
-            password_hash,
-            session_generation: 0,
-        };
-        let login = EmailLogin {
-            tenant_id: tenant,
-            user_id: user.id,
-        };
+        let [login, member] = new_member_writes(&user, password_hash)?;
         let audit = AuditEvent::change(
             &actor,
             now,
@@ -312,13 +304,13 @@ impl AccountService {
             Some(serde_json::json!({ "organization": organization, "owner": user })),
         );
         let ops = vec![
-            put_new(keys::email_login(user.email.as_str()), &login)?,
+            login,
             put_new(
                 keys::organization_number(&organization.organization_number.digits()),
                 &serde_json::json!({ "tenantId": tenant }),
             )?,
             put_new(keys::organization(tenant), &organization)?,
-            put_new(keys::user(tenant, user.id), &record)?,
+            member,
             audit.write_op(),
             // Listed for the retention job, active from today.
             crate::activity::registration_op(tenant, now.date_naive())?,
@@ -551,6 +543,26 @@ pub(crate) async fn user_by_email(
         Some(item) => Ok(Some(from_item(item)?)),
         None => Ok(None),
     }
+}
+
+/// The writes that make `user` a member who signs in with their e-mail address: the
+/// global login (refused when the address is taken), then the user record. An empty
+/// `password_hash` is a member without a password (single sign-on).
+pub(crate) fn new_member_writes(
+    user: &User,
+    password_hash: String,
+) -> Result<[WriteOp; 2], StoreError> {
+    let login = EmailLogin {
+        tenant_id: user.tenant_id,
+        user_id: user.id,
+    };
+    Ok([
+        put_new(keys::email_login(user.email.as_str()), &login)?,
+        put_new(
+            keys::user(user.tenant_id, user.id),
+            &UserRecord::new(user.clone(), password_hash),
+        )?,
+    ])
 }
 
 fn put_new(key: crate::store::Key, value: &impl Serialize) -> Result<WriteOp, StoreError> {

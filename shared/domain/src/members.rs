@@ -11,7 +11,7 @@
 //!   organization's version, so two owners demoting each other at once cannot both win.
 
 use crate::access::{Permission, Role};
-use crate::accounts::{Email, PasswordPolicy, User, UserRecord, hash_password};
+use crate::accounts::{Email, PasswordPolicy, User, UserRecord, hash_password, new_member_writes};
 use crate::audit::{Actor, AuditEvent};
 use crate::clock::Clock;
 use crate::ids::{TenantId, UserId};
@@ -253,25 +253,14 @@ impl MemberService {
                 "role": user.role,
             })),
         );
+        let [login, member] = new_member_writes(&user, password_hash)?;
         let ops = vec![
             WriteOp::Put {
                 item: invitation_item(tenant, &record)?.with_version(version + 1),
                 condition: Condition::VersionIs(version),
             },
-            WriteOp::Put {
-                item: Item::new(
-                    keys::email_login(email.as_str()),
-                    to_attributes(&serde_json::json!({ "tenantId": tenant, "userId": user.id }))?,
-                ),
-                condition: Condition::NotExists,
-            },
-            WriteOp::Put {
-                item: Item::new(
-                    keys::user(tenant, user.id),
-                    to_attributes(&UserRecord::new(user.clone(), password_hash))?,
-                ),
-                condition: Condition::NotExists,
-            },
+            login,
+            member,
             audit.write_op(),
         ];
         match self.table.transact_write(ops).await {

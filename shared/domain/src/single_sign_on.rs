@@ -24,7 +24,7 @@
 //! it.
 
 use crate::access::{Permission, Role};
-use crate::accounts::{Email, User, UserRecord};
+use crate::accounts::{Email, User, UserRecord, new_member_writes};
 use crate::audit::{Actor, AuditEvent, Outcome, RequestInfo};
 use crate::clock::Clock;
 use crate::ids::{TenantId, UserId};
@@ -705,22 +705,11 @@ impl SingleSignOn {
                 "role": role,
             })),
         );
+        // No password: this member signs in through the provider.
+        let [login, member] = new_member_writes(&user, String::new())?;
         let mut ops = vec![
-            WriteOp::Put {
-                item: Item::new(
-                    keys::email_login(email.as_str()),
-                    to_attributes(&serde_json::json!({ "tenantId": tenant, "userId": user.id }))?,
-                ),
-                condition: Condition::NotExists,
-            },
-            WriteOp::Put {
-                // No password: this member signs in through the provider.
-                item: Item::new(
-                    keys::user(tenant, user.id),
-                    to_attributes(&UserRecord::new(user.clone(), String::new()))?,
-                ),
-                condition: Condition::NotExists,
-            },
+            login,
+            member,
             WriteOp::Put {
                 item: Self::link_item(link_key, identity, user.id, now)?,
                 condition: Condition::NotExists,
