@@ -18,12 +18,13 @@
 //! - **Lists** (`DASH#<epoch>#EXT#…`, `DASH#<epoch>#SAV#…`) hold one small entry per
 //!   extended contract (longest overdue first) and per contract with a savings potential
 //!   (largest first, at the epoch's market rate), so a dashboard reads only their heads.
-//!   The savings list holds only contracts at or above the epoch's **savings floor**,
-//!   about the best [`SAVINGS_KEPT`]: a rebuild sets the floor, an import raises it from
-//!   its own rows before writing, and a dashboard that finds fewer than
-//!   [`TOP_SAVINGS`] above it rebuilds. Entries below the floor (listed under a lower
-//!   one) are harmless: they are exact, rank below every entry above the floor, and go
-//!   when their contract changes or the epoch is rebuilt.
+//!   Each list holds only its head, about the first [`LIST_KEPT`] contracts: those up to
+//!   the epoch's **cut** for it ([`Cuts`]: the savings floor, the latest end date
+//!   listed). A rebuild sets the cuts, an import tightens them from its own rows before
+//!   writing, and a dashboard that finds a list's head short of what it shows rebuilds.
+//!   Entries beyond a cut (listed under a looser one) are harmless: they are exact, rank
+//!   after every entry within it, and go when their contract changes or the epoch is
+//!   rebuilt.
 //!
 //! Every contract change adds its own difference in the same transaction: an atomic
 //! increment of the totals, so concurrent writers do not contend, and puts and deletes
@@ -79,12 +80,12 @@ pub const SERIES_MONTHS: i32 = 12;
 pub const LIST_LENGTH: usize = 20;
 /// How many contracts the savings ranking shows.
 pub const TOP_SAVINGS: usize = 10;
-/// How many contracts the savings list keeps at least, when there are that many with a
-/// potential: a rebuild (and a large import) sets the epoch's savings floor to the
-/// potential of the one at this place, so the list holds about this many entries
-/// rather than one per contract, and changes can drop that many from the top before
-/// the list runs short and the dashboard rebuilds it.
-pub const SAVINGS_KEPT: usize = 100;
+/// How many contracts each dashboard list keeps at least, when there are that many: a
+/// rebuild (and a large import) sets the epoch's cut for the list at the contract in
+/// this place, so the list holds about this many entries rather than one per contract
+/// (half of a register can be extended), and changes can drop that many from its head
+/// before it runs short and the dashboard rebuilds it.
+pub const LIST_KEPT: usize = 100;
 /// A contract paying at least this many points above market earns a tip.
 const TIP_POINTS_ABOVE_MARKET: Decimal = Decimal::ONE;
 /// Lists are written this many entries to a transaction.
@@ -137,18 +138,75 @@ struct Epoch {
     #[serde(default, with = "rust_decimal::serde::str_option")]
     market_rate: Option<Decimal>,
     built_at: DateTime<Utc>,
-    /// The savings list holds every contract whose yearly potential is at least this
-    /// (in its own minor units); `None`: every contract with a potential. See
-    /// [`SAVINGS_KEPT`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    savings_floor: Option<i64>,
+    #[serde(flatten)]
+    cuts: Cuts,
 }
 
-impl Epoch {
-    /// Whether a contract with this potential belongs in the savings list.
-    fn lists_saving(&self, potential: i64) -> bool {
-        potential > 0 && potential >= self.savings_floor.unwrap_or(1)
+/// How far down each dashboard list goes (see [`LIST_KEPT`]): a list holds every
+/// contract within its cut, and `None` means every contract that ranks in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cuts {
+    /// The savings list holds every contract whose yearly potential is at least this
+    /// (in its own minor units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    savings_floor: Option<i64>,
+    /// The extended list holds every extended contract that ended on or before this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extended_through: Option<NaiveDate>,
+}
+
+impl Cuts {
+    /// The cuts that keep about [`LIST_KEPT`] of each list, of contracts ranked `ranks`
+    /// (reordered).
+    fn keeping(ranks: &mut [Rank]) -> Self {
+        let mut potentials: Vec<i64> = Vec::new();
+        let mut end_dates: Vec<NaiveDate> = Vec::new();
+        for rank in ranks.iter() {
+            match *rank {
+                Rank::Saving(potential) => potentials.push(potential),
+                Rank::Overdue(end_date) => end_dates.push(end_date),
+            }
+        }
+        Self {
+            savings_floor: kept(&mut potentials, |a, b| b.cmp(a)),
+            extended_through: kept(&mut end_dates, Ord::cmp),
+        }
     }
+
+    /// Whether a contract with this rank belongs in its list.
+    fn lists(&self, rank: Rank) -> bool {
+        match rank {
+            Rank::Saving(potential) => {
+                potential > 0 && potential >= self.savings_floor.unwrap_or(1)
+            }
+            Rank::Overdue(end_date) => self
+                .extended_through
+                .is_none_or(|through| end_date <= through),
+        }
+    }
+
+    /// These cuts, tightened to `other`'s where those keep fewer: a list complete
+    /// within the looser cut is complete within the tighter one.
+    fn tightened(self, other: Self) -> Self {
+        Self {
+            savings_floor: self.savings_floor.max(other.savings_floor),
+            extended_through: match (self.extended_through, other.extended_through) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// The value at place [`LIST_KEPT`] of `values` (reordered) in list order `order`, when
+/// there are more: the cut that keeps about that many listed.
+fn kept<T: Copy>(values: &mut [T], order: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Option<T> {
+    if values.len() <= LIST_KEPT {
+        return None;
+    }
+    let (_, kth, _) = values.select_nth_unstable_by(LIST_KEPT - 1, order);
+    Some(*kth)
 }
 
 /// Integer counters by name; see [`counter`] for the names.
@@ -910,9 +968,9 @@ impl Ledger {
     /// written is counted with, to store in its item. Before the first dashboard there is
     /// no aggregate: the writes then only fence a first build running meanwhile.
     ///
-    /// A contract's old list entries are always deleted, wherever the savings floor
-    /// stands: one listed under a lower floor may still be there. A new savings entry is
-    /// written only at or above the floor.
+    /// A contract's old list entries are always deleted, wherever the epoch's cuts
+    /// stand: one listed under a looser cut may still be there. A new entry is written
+    /// only within its list's cut.
     pub fn ops(
         &self,
         tenant: TenantId,
@@ -961,9 +1019,7 @@ impl Ledger {
                 let facts = Facts::with_debts(after, epoch.as_of, debts);
                 delta.merge(&facts.totals(), 1);
                 for rank in facts.ranks(epoch.market_rate) {
-                    if let Rank::Saving(potential) = rank
-                        && !epoch.lists_saving(potential)
-                    {
+                    if !epoch.cuts.lists(rank) {
                         continue;
                     }
                     let key = keys::dashboard_entry(
@@ -1024,20 +1080,19 @@ async fn read_epoch(
     }
 }
 
-/// Prepares many contracts for counting (an import): raises the savings floor to the
-/// potential of the [`SAVINGS_KEPT`]th best of a sample of them, so the import writes
-/// savings entries for a few of its contracts instead of one per contract. The
-/// [`SAVINGS_KEPT`]th best of a sample is never above the [`SAVINGS_KEPT`]th best of
-/// all, so the floor stays below what a rebuild would set; a sample of every `n`th row
-/// lists about `n` × [`SAVINGS_KEPT`] of them. The list still holds every contract at
-/// or above the floor: one already written was listed under the lower floor (and its
-/// entry stays until it changes or the next rebuild), and the ledger lists the new ones
-/// that reach it.
+/// Prepares many contracts for counting (an import): tightens the epoch's [`Cuts`] to
+/// those that keep [`LIST_KEPT`] of a sample of them, so the import writes list entries
+/// for a few of its contracts instead of one per contract (or per extended one). The
+/// contract at place [`LIST_KEPT`] of a sample never ranks before the one at that place
+/// of all, so the cuts stay looser than a rebuild would set; a sample of every `n`th row
+/// lists about `n` × [`LIST_KEPT`] of them. Each list still holds every contract within
+/// its cut: one already written was listed under the looser cut (and its entry stays
+/// until it changes or the next rebuild), and the ledger lists the new ones within it.
 ///
 /// Returns the facts it computed, by position (the ledger reuses them; it computes the
 /// others itself, beside the store's writer), and none before the first dashboard
-/// (there is no day to count on). Raising the floor is only a saving: when a change
-/// moves the epoch meanwhile, it is left as it is.
+/// (there is no day to count on). Tightening the cuts is only a saving: when a change
+/// moves the epoch meanwhile, they are left as they are.
 pub async fn prepare_bulk(
     table: &dyn Table,
     tenant: TenantId,
@@ -1047,24 +1102,17 @@ pub async fn prepare_bulk(
         return Ok(Vec::new());
     };
     let (as_of, market) = (epoch.as_of, epoch.market_rate);
-    let every = contracts.len().div_ceil(FLOOR_SAMPLE).max(1);
+    let every = contracts.len().div_ceil(CUT_SAMPLE).max(1);
     let mut facts: Vec<Option<StoredFacts>> = vec![None; contracts.len()];
-    let mut potentials = Vec::new();
+    let mut ranks = Vec::new();
     for (index, contract) in contracts.iter().enumerate().step_by(every) {
         let computed = StoredFacts::of(contract, as_of);
-        let saving = Facts::with_debts(contract, as_of, computed.debts)
-            .ranks(market)
-            .find_map(|rank| match rank {
-                Rank::Saving(potential) => Some(potential),
-                Rank::Overdue(_) => None,
-            });
-        potentials.extend(saving);
+        ranks.extend(Facts::with_debts(contract, as_of, computed.debts).ranks(market));
         facts[index] = Some(computed);
     }
-    if let Some(floor) = kept_floor(&mut potentials)
-        && floor > epoch.savings_floor.unwrap_or(1)
-    {
-        epoch.savings_floor = Some(floor);
+    let cuts = epoch.cuts.tightened(Cuts::keeping(&mut ranks));
+    if cuts != epoch.cuts {
+        epoch.cuts = cuts;
         let item = Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?)
             .with_version(version + 1);
         match table.put(item, Condition::VersionIs(version)).await {
@@ -1080,18 +1128,8 @@ fn next_version(current: Option<u64>) -> u64 {
     current.map_or(1, |version| version + 1)
 }
 
-/// Contracts of an import whose facts [`prepare_bulk`] computes to set the floor.
-const FLOOR_SAMPLE: usize = 4_096;
-
-/// The potential of the [`SAVINGS_KEPT`]th best of `potentials` (reordered), when there
-/// are more: the floor that keeps about that many listed.
-fn kept_floor(potentials: &mut [i64]) -> Option<i64> {
-    if potentials.len() <= SAVINGS_KEPT {
-        return None;
-    }
-    let (_, kth, _) = potentials.select_nth_unstable_by(SAVINGS_KEPT - 1, |a, b| b.cmp(a));
-    Some(*kth)
-}
+/// Contracts of an import whose facts [`prepare_bulk`] computes to set the cuts.
+const CUT_SAMPLE: usize = 4_096;
 
 /// What a [`Ledger`] adds to a contract transaction.
 pub struct LedgerWrites {
@@ -1530,24 +1568,15 @@ impl PortfolioService {
                 mut entries,
                 computed,
             } = tally(&contracts, as_of, market);
-            let mut potentials: Vec<i64> = entries
-                .iter()
-                .filter_map(|entry| match entry.rank {
-                    Rank::Saving(potential) => Some(potential),
-                    Rank::Overdue(_) => None,
-                })
-                .collect();
+            let mut ranks: Vec<Rank> = entries.iter().map(|entry| entry.rank).collect();
             let epoch = Epoch {
                 id: uuid::Uuid::now_v7().simple().to_string(),
                 as_of,
                 market_rate: market,
                 built_at: self.clock.now(),
-                savings_floor: kept_floor(&mut potentials),
+                cuts: Cuts::keeping(&mut ranks),
             };
-            entries.retain(|entry| match entry.rank {
-                Rank::Saving(potential) => epoch.lists_saving(potential),
-                Rank::Overdue(_) => true,
-            });
+            entries.retain(|entry| epoch.cuts.lists(entry.rank));
             let computation = started.elapsed();
 
             let mut puts = Vec::with_capacity(entries.len());
@@ -1860,7 +1889,7 @@ impl PortfolioService {
         let tenant = actor.tenant;
         let today = self.clock.today();
         let mut rebuilt = false;
-        let (stored, totals, epoch, savings) = loop {
+        let (stored, totals, epoch, savings, extended) = loop {
             let stored = self.read(tenant).await?;
             if !rebuilt
                 && stored
@@ -1880,20 +1909,37 @@ impl PortfolioService {
             let savings = self
                 .list(tenant, &epoch.id, SAVINGS_LIST, TOP_SAVINGS)
                 .await?;
-            if !rebuilt && savings_run_short(&epoch, &savings) {
-                // Changes took so many from the top that contracts below the floor may
-                // belong in it now: only a rebuild knows which.
+            let extended = self
+                .list(tenant, &epoch.id, EXTENDED_LIST, LIST_LENGTH)
+                .await?;
+            let cuts = &epoch.cuts;
+            let saving = |summary: &ContractSummary| {
+                Rank::Saving(summary.potential(epoch.market_rate).total())
+            };
+            let overdue = |summary: &ContractSummary| Rank::Overdue(summary.end_date);
+            if !rebuilt
+                && (runs_short(
+                    cuts.savings_floor.is_some(),
+                    cuts,
+                    savings.iter().map(saving),
+                    TOP_SAVINGS,
+                ) || runs_short(
+                    cuts.extended_through.is_some(),
+                    cuts,
+                    extended.iter().map(overdue),
+                    LIST_LENGTH,
+                ))
+            {
+                // Changes took so many from a list's head that contracts beyond its cut
+                // may belong in it now: only a rebuild knows which.
                 self.rebuild(tenant).await?;
                 rebuilt = true;
                 continue;
             }
-            break (stored, totals, epoch, savings);
+            break (stored, totals, epoch, savings, extended);
         };
         let settings = stored.settings.unwrap_or_else(|| self.defaults.clone());
         let market = self.market_rate(&settings.benchmark, today).await?;
-        let extended = self
-            .list(tenant, &epoch.id, EXTENDED_LIST, LIST_LENGTH)
-            .await?;
         let ending = self.ending_soon(tenant, today).await?;
         let fx = self.exchange_rates(&totals, &settings, today).await?;
         Ok(Dashboard::assemble(DashboardInputs {
@@ -2008,15 +2054,11 @@ impl PortfolioService {
     }
 }
 
-/// Whether the savings list's head, `listed`, is shorter than the ranking shows while
-/// contracts below the epoch's floor are not listed: one of them may belong in it.
-fn savings_run_short(epoch: &Epoch, listed: &[ContractSummary]) -> bool {
-    epoch.savings_floor.is_some()
-        && listed
-            .iter()
-            .filter(|summary| epoch.lists_saving(summary.potential(epoch.market_rate).total()))
-            .count()
-            < TOP_SAVINGS
+/// Whether a list's head, read `shown` long and ranked `ranks`, holds fewer than `shown`
+/// entries within its cut while the list has one (`cut`): contracts beyond the cut are
+/// not listed, and one of them may belong in the head now.
+fn runs_short(cut: bool, cuts: &Cuts, ranks: impl Iterator<Item = Rank>, shown: usize) -> bool {
+    cut && ranks.filter(|rank| cuts.lists(*rank)).count() < shown
 }
 
 /// What a rebuild read and computed, for the roll to store.
@@ -3095,7 +3137,7 @@ mod tests {
                     as_of: as_of(),
                     market_rate: None,
                     built_at: Default::default(),
-                    savings_floor: None,
+                    cuts: Cuts::default(),
                 },
                 3,
             )),
@@ -3156,54 +3198,80 @@ mod tests {
             })
     }
 
+    fn overdue(contract: &Contract) -> Option<NaiveDate> {
+        Facts::of(contract, as_of())
+            .ranks(None)
+            .find_map(|rank| match rank {
+                Rank::Overdue(end_date) => Some(end_date),
+                Rank::Saving(_) => None,
+            })
+    }
+
     #[test]
-    fn the_ledger_lists_savings_from_the_floor_up_and_always_removes_old_entries() {
+    fn the_ledger_lists_each_list_within_its_cut_and_always_removes_old_entries() {
         let tenant = TenantId::generate();
         let market = Some(Decimal::ZERO);
         let contracts = portfolio(60, 13);
         let mut potentials: Vec<i64> = contracts.iter().filter_map(|c| saving(c, market)).collect();
+        let mut end_dates: Vec<NaiveDate> = contracts.iter().filter_map(overdue).collect();
         assert!(potentials.len() > 20, "too few with a potential to tell");
+        assert!(end_dates.len() > 10, "too few extended to tell");
         potentials.sort_unstable();
+        end_dates.sort_unstable();
         let floor = potentials[potentials.len() / 2];
-        let epoch = |savings_floor| Ledger {
+        let through = end_dates[end_dates.len() / 2];
+        let epoch = |cuts| Ledger {
             epoch: Some((
                 Epoch {
                     id: "e1".into(),
                     as_of: as_of(),
                     market_rate: market,
                     built_at: Default::default(),
-                    savings_floor,
+                    cuts,
                 },
                 3,
             )),
         };
-        let saving_puts = |ledger: &Ledger, changes: &[LedgerChange]| {
+        let puts = |ledger: &Ledger, changes: &[LedgerChange], list: &str| {
             ledger
                 .ops(tenant, changes, TotalsWrite::Increment)
                 .unwrap()
                 .ops
                 .into_iter()
-                .filter(
-                    |op| matches!(op, WriteOp::Put { item, .. } if item.key.sk.contains("#SAV#")),
-                )
+                .filter(|op| matches!(op, WriteOp::Put { item, .. } if item.key.sk.contains(list)))
                 .count()
         };
         let created: Vec<LedgerChange> = contracts.iter().map(LedgerChange::created).collect();
+        let cut = epoch(Cuts {
+            savings_floor: Some(floor),
+            extended_through: Some(through),
+        });
         let above = contracts
             .iter()
             .filter(|c| saving(c, market).is_some_and(|p| p >= floor))
             .count();
-        assert_eq!(saving_puts(&epoch(Some(floor)), &created), above);
-        assert_eq!(saving_puts(&epoch(None), &created), potentials.len());
+        let through_or_before = contracts
+            .iter()
+            .filter(|c| overdue(c).is_some_and(|end| end <= through))
+            .count();
+        assert_eq!(puts(&cut, &created, "#SAV#"), above);
+        assert_eq!(puts(&cut, &created, "#EXT#"), through_or_before);
+        assert!(through_or_before < end_dates.len());
+        let uncut = epoch(Cuts::default());
+        assert_eq!(puts(&uncut, &created, "#SAV#"), potentials.len());
+        assert_eq!(puts(&uncut, &created, "#EXT#"), end_dates.len());
 
-        // A deleted contract's entry goes whatever the floor: it may have been listed
-        // under a lower one.
+        // A deleted contract's entries go whatever the cuts: they may have been listed
+        // under looser ones.
         let low = contracts
             .iter()
-            .find(|c| saving(c, market).is_some_and(|p| p < floor))
+            .find(|c| {
+                saving(c, market).is_some_and(|p| p < floor)
+                    && overdue(c).is_some_and(|end| end > through)
+            })
             .unwrap();
-        let deletes = epoch(Some(floor))
-            .ops(
+        let deletes = |list: &str| {
+            cut.ops(
                 tenant,
                 &[LedgerChange::deleted(low)],
                 TotalsWrite::Increment,
@@ -3211,9 +3279,11 @@ mod tests {
             .unwrap()
             .ops
             .into_iter()
-            .filter(|op| matches!(op, WriteOp::Delete { key, .. } if key.sk.contains("#SAV#")))
-            .count();
-        assert_eq!(deletes, 1);
+            .filter(|op| matches!(op, WriteOp::Delete { key, .. } if key.sk.contains(list)))
+            .count()
+        };
+        assert_eq!(deletes("#SAV#"), 1);
+        assert_eq!(deletes("#EXT#"), 1);
     }
 
     #[test]
@@ -3230,7 +3300,7 @@ mod tests {
                     as_of: as_of(),
                     market_rate: None,
                     built_at: Default::default(),
-                    savings_floor: None,
+                    cuts: Cuts::default(),
                 },
                 1,
             )),
@@ -3260,13 +3330,43 @@ mod tests {
     }
 
     #[test]
-    fn the_kept_floor_is_the_potential_at_the_kept_place() {
-        let mut few: Vec<i64> = (1..=SAVINGS_KEPT as i64).collect();
-        assert_eq!(kept_floor(&mut few), None);
-        let mut many: Vec<i64> = (1..=3 * SAVINGS_KEPT as i64).rev().collect();
-        assert_eq!(kept_floor(&mut many), Some(2 * SAVINGS_KEPT as i64 + 1));
-        // Ties at the floor all stay listed.
-        let mut tied = vec![5; 2 * SAVINGS_KEPT];
-        assert_eq!(kept_floor(&mut tied), Some(5));
+    fn the_cuts_are_at_the_kept_place_of_each_list() {
+        let day = |n: usize| as_of() - Days::new(n as u64);
+        let few: Vec<Rank> = (1..=LIST_KEPT)
+            .flat_map(|n| [Rank::Saving(n as i64), Rank::Overdue(day(n))])
+            .collect();
+        assert_eq!(Cuts::keeping(&mut few.clone()), Cuts::default());
+        // Largest potential first, longest overdue (earliest end) first.
+        let mut many: Vec<Rank> = (1..=3 * LIST_KEPT)
+            .flat_map(|n| [Rank::Saving(n as i64), Rank::Overdue(day(n))])
+            .collect();
+        let cuts = Cuts::keeping(&mut many);
+        assert_eq!(cuts.savings_floor, Some(2 * LIST_KEPT as i64 + 1));
+        assert_eq!(cuts.extended_through, Some(day(2 * LIST_KEPT + 1)));
+        assert_eq!(
+            many.iter().filter(|rank| cuts.lists(**rank)).count(),
+            2 * LIST_KEPT
+        );
+        // Ties at the cut all stay listed.
+        let mut tied: Vec<Rank> = (0..2 * LIST_KEPT)
+            .flat_map(|_| [Rank::Saving(5), Rank::Overdue(day(9))])
+            .collect();
+        let cuts = Cuts::keeping(&mut tied);
+        assert_eq!(cuts.savings_floor, Some(5));
+        assert_eq!(cuts.extended_through, Some(day(9)));
+
+        // Tightening keeps the higher floor and the earlier date; no cut is the loosest.
+        let loose = Cuts {
+            savings_floor: Some(3),
+            extended_through: Some(day(2)),
+        };
+        let tight = Cuts {
+            savings_floor: Some(7),
+            extended_through: Some(day(8)),
+        };
+        assert_eq!(loose.tightened(tight), tight);
+        assert_eq!(tight.tightened(loose), tight);
+        assert_eq!(Cuts::default().tightened(loose), loose);
+        assert_eq!(loose.tightened(Cuts::default()), loose);
     }
 }
