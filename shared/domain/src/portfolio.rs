@@ -989,14 +989,16 @@ impl Ledger {
                 facts: Vec::new(),
             });
         };
-        let mut delta = Totals::default();
+        // Typed sums, named once per transaction rather than once per contract.
+        let mut gone = Tally::default();
+        let mut come = Tally::default();
         let mut removed: BTreeMap<Key, ()> = BTreeMap::new();
         let mut added: Vec<Item> = Vec::new();
         let mut stored = Vec::new();
         for change in changes {
             if let Some(before) = change.before {
                 let facts = Facts::of(before, epoch.as_of);
-                delta.merge(&facts.totals(), -1);
+                gone.add(&facts);
                 for rank in facts.ranks(epoch.market_rate) {
                     removed.insert(
                         keys::dashboard_entry(
@@ -1017,7 +1019,7 @@ impl Ledger {
                     .unwrap_or_else(|| debt_series(after, epoch.as_of));
                 stored.push((after.id, StoredFacts::new(epoch.as_of, debts)));
                 let facts = Facts::with_debts(after, epoch.as_of, debts);
-                delta.merge(&facts.totals(), 1);
+                come.add(&facts);
                 for rank in facts.ranks(epoch.market_rate) {
                     if !epoch.cuts.lists(rank) {
                         continue;
@@ -1034,6 +1036,8 @@ impl Ledger {
                 }
             }
         }
+        let mut delta = come.into_totals();
+        delta.merge(&gone.into_totals(), -1);
         let mut ops = vec![WriteOp::Check {
             key: keys::portfolio_epoch(tenant),
             condition: Condition::VersionIs(*version),
