@@ -176,12 +176,43 @@ async fn process(worker: &ImportWorker, message: &SqsMessage) -> Result<(), Work
     }
 }
 
-async fn run(worker: &ImportWorker, mut job: ImportJob) -> Result<(), WorkerError> {
-    let now = worker.jobs.now();
-    job.status = JobStatus::Running;
-    job.started_at.get_or_insert(now);
-    job.attempts += 1;
-    let mut job = worker.jobs.save(job).await?;
+/// Marks the job running; `None` when it turned out finished meanwhile.
+///
+/// The request that queues a job sends its message first and then saves it `queued`
+/// (so no job is ever left without a message), and the worker can read the job before
+/// that save lands. Then its own save finds a newer version: it reads the job again
+/// rather than failing the delivery, which the queue would hand back only after its
+/// retry delay (the visibility timeout in AWS, 10 seconds in the local runner).
+async fn mark_running(
+    worker: &ImportWorker,
+    mut job: ImportJob,
+) -> Result<Option<ImportJob>, WorkerError> {
+    for _ in 0..MARK_RUNNING_ATTEMPTS {
+        let mut running = job.clone();
+        running.status = JobStatus::Running;
+        running.started_at.get_or_insert(worker.jobs.now());
+        running.attempts += 1;
+        match worker.jobs.save(running).await {
+            Ok(saved) => return Ok(Some(saved)),
+            Err(JobError::Contention) => {
+                job = worker.jobs.get(job.tenant_id, job.id).await?;
+                if job.status.is_finished() {
+                    return Ok(None);
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(JobError::Contention.into())
+}
+
+/// Saves that may find the job changed by its queueing request before one succeeds.
+const MARK_RUNNING_ATTEMPTS: usize = 3;
+
+async fn run(worker: &ImportWorker, job: ImportJob) -> Result<(), WorkerError> {
+    let Some(mut job) = mark_running(worker, job).await? else {
+        return Ok(());
+    };
     tracing::info!(job = %job.id, attempt = job.attempts, "import job: running");
 
     let key = match BlobKey::parse(&job.upload_key) {
