@@ -63,9 +63,13 @@ CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk)
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most requests the writer folds into one commit. An import keeps hundreds of
+/// Most requests the writer folds into one commit. An import keeps a thousand
 /// transactions in flight; committing them together writes each page they share once.
-const MAX_GROUP_COMMIT: usize = 256;
+/// The end-date index is what they share most: its entries land on random pages, and a
+/// commit writes nearly every page of it once the index is large, so fewer, larger
+/// commits write it fewer times (an import of 100,000 contracts: about 0.5 s faster
+/// than with commits of up to 256).
+const MAX_GROUP_COMMIT: usize = 1024;
 /// WAL pages between two checkpoints (SQLite's default is 1,000). Contracts land on
 /// scattered pages (the end-date index, the savings ranking), and a checkpoint copies
 /// each page once however often it changed since the last one: every 10,000 pages

@@ -29,7 +29,7 @@ const FOLD_EVERY: usize = 256;
 const FOLD_PASSES: usize = FOLD_EVERY.div_ceil(crate::store::MAX_TRANSACTION_OPS - 1) + 1;
 /// Transactions in flight at once, unless the service says otherwise; the embedded store
 /// commits them in groups.
-pub(crate) const TRANSACTIONS_IN_FLIGHT: usize = 256;
+pub(crate) const TRANSACTIONS_IN_FLIGHT: usize = 1024;
 
 /// One row of an import.
 #[derive(Clone, Debug)]
