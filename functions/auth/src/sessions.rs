@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use domain::access::Permission;
 use domain::accounts::{AccountError, User};
 use domain::audit::RequestInfo;
-use domain::password_reset::ResetError;
+use domain::password_reset::{RESET_ANSWER_FLOOR, ResetError};
 use domain::sessions::{Issued, SessionError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -357,7 +357,7 @@ pub struct ResetCompletion {
 }
 
 /// Ask for a password-reset link by e-mail. The answer is the same whether or not the
-/// address has an account.
+/// address has an account, in status, body and time (see [`RESET_ANSWER_FLOOR`]).
 #[utoipa::path(
     post,
     path = "/auth/password-reset",
@@ -371,6 +371,7 @@ pub(crate) async fn request_password_reset(
     lang: Lang,
     body: JsonBody<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
+    let answer_at = tokio::time::Instant::now() + RESET_ANSWER_FLOOR;
     let issued = state
         .resets
         .request(&body.value.email, &origin)
@@ -394,6 +395,7 @@ pub(crate) async fn request_password_reset(
             tracing::warn!(%error, "password-reset mail not sent");
         }
     }
+    tokio::time::sleep_until(answer_at).await;
     Ok(StatusCode::ACCEPTED)
 }
 
