@@ -933,8 +933,8 @@ mod tests {
     use crate::organization::luhn_check_digit;
     use crate::secrets::SecretVault;
     use crate::sessions::SessionService;
-    use crate::store::Page;
     use crate::sso_domains::SsoDomains;
+    use crate::store::Page;
     use crate::testing::{MemoryBlobs, MemoryDns, MemorySecrets, MemoryTable, RecordingMailer};
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -302,7 +302,9 @@ impl SingleSignOn {
     ) -> Result<SsoSettings, SsoServiceError> {
         require(actor, Permission::ManageOrganization)?;
         let existing = self.record(actor.tenant).await?;
-        let (domains, still_verified) = self.check_with_domains(actor, &configuration, &existing).await?;
+        let (domains, still_verified) = self
+            .check_with_domains(actor, &configuration, &existing)
+            .await?;
         let now = self.clock.now();
         let secret_changed = configuration.client_secret.is_some();
         let provider_changed = existing
@@ -396,7 +398,8 @@ impl SingleSignOn {
             Ok(_) => ValidationErrors::new(),
             Err(errors) => errors.clone(),
         };
-        let mut still_verified = BTreeMap::new();
+        // Each domain read once: its verification's version, or `None`.
+        let mut verified: BTreeMap<DomainName, Option<u64>> = BTreeMap::new();
         for (i, domain) in configuration
             .auto_create_domains
             .iter()
@@ -407,24 +410,33 @@ impl SingleSignOn {
             let Ok(domain) = DomainName::parse(domain) else {
                 continue;
             };
-            if still_verified.contains_key(&domain) {
-                continue;
-            }
-            match crate::sso_domains::verified_by(self.table.as_ref(), actor.tenant, &domain)
-                .await?
-            {
-                Some(version) => {
-                    let check = crate::sso_domains::still_verified(&domain, version);
-                    still_verified.insert(domain, check);
+            let version = match verified.get(&domain) {
+                Some(version) => *version,
+                None => {
+                    let version =
+                        crate::sso_domains::verified_by(self.table.as_ref(), actor.tenant, &domain)
+                            .await?;
+                    verified.insert(domain, version);
+                    version
                 }
-                None => errors.add(
+            };
+            if version.is_none() {
+                errors.add(
                     format!("/autoCreateDomains/{i}"),
                     FieldIssue::DomainUnverified,
-                ),
+                );
             }
         }
         match checked {
-            Ok(domains) if errors.is_empty() => Ok((domains, still_verified.into_values().collect())),
+            Ok(domains) if errors.is_empty() => Ok((
+                domains,
+                verified
+                    .iter()
+                    .filter_map(|(domain, version)| {
+                        version.map(|version| crate::sso_domains::still_verified(domain, version))
+                    })
+                    .collect(),
+            )),
             _ => Err(errors.into()),
         }
     }
@@ -1276,7 +1288,11 @@ mod tests {
             }
 
             /// A sign-in through the provider of someone with the verified `email`.
-            async fn sign_in(&self, subject: &str, email: &str) -> Result<SsoSignIn, SsoServiceError> {
+            async fn sign_in(
+                &self,
+                subject: &str,
+                email: &str,
+            ) -> Result<SsoSignIn, SsoServiceError> {
                 *self.oidc.next.lock().unwrap() = Some(VerifiedIdentity {
                     issuer: "https://idp.example.com".into(),
                     subject: subject.into(),
@@ -1330,8 +1346,9 @@ mod tests {
                 [
                     "/autoCreateDomains/1 invalid_domain",
                     "/autoCreateDomains/0 domain_unverified",
+                    "/autoCreateDomains/2 domain_unverified",
                 ],
-                "every problem at once; a repeated domain once"
+                "every problem at once, each where it is"
             );
             // Claimed is not enough.
             fixture
@@ -1390,7 +1407,10 @@ mod tests {
             let item = fixture.table.get(&key).await.unwrap().unwrap();
             let version = item.version;
             let mut record: SettingsRecord = from_item(item).unwrap();
-            record.settings.auto_create_domains.push("annanfirma.se".into());
+            record
+                .settings
+                .auto_create_domains
+                .push("annanfirma.se".into());
             fixture
                 .table
                 .put(
@@ -1407,10 +1427,7 @@ mod tests {
             // settings still listed it.
             fixture
                 .table
-                .delete(
-                    &keys::sso_domain_owner("nordlysfleet.se"),
-                    Condition::None,
-                )
+                .delete(&keys::sso_domain_owner("nordlysfleet.se"), Condition::None)
                 .await
                 .unwrap();
             assert!(matches!(
