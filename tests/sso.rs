@@ -7,7 +7,9 @@ use domain::access::Role;
 use e2e::{Account, PASSWORD, TestApp, error_codes, problem};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
-use testkit::{DnsBehaviour, DnsTestServer, OidcTestProvider, ProviderOptions, TestUser, TokenFault};
+use testkit::{
+    DnsBehaviour, DnsTestServer, OidcTestProvider, ProviderOptions, TestUser, TokenFault,
+};
 
 fn user(sub: &str, email: &str, verified: bool, groups: &[&str]) -> TestUser {
     TestUser {
@@ -671,7 +673,10 @@ async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_
     let refused = problem(response, StatusCode::BAD_REQUEST).await;
     assert_eq!(
         error_codes(&refused),
-        [("/autoCreateDomains/0".to_owned(), "domain_unverified".to_owned())]
+        [(
+            "/autoCreateDomains/0".to_owned(),
+            "domain_unverified".to_owned()
+        )]
     );
     assert!(
         refused["errors"][0]["detail"]
@@ -733,7 +738,10 @@ async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_
     );
     assert_eq!(unverified["title"], "Domänen kunde inte verifieras");
     let detail = unverified["detail"].as_str().unwrap();
-    assert!(detail.contains("_leasedesk-challenge.nordlysfleet.se"), "{detail}");
+    assert!(
+        detail.contains("_leasedesk-challenge.nordlysfleet.se"),
+        "{detail}"
+    );
     assert!(detail.contains(&value), "{detail}");
     // A record with another value is no better.
     dns.publish(
@@ -798,7 +806,12 @@ async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_
         taken["type"],
         "https://leasedesk.se/problems/sso-domain-taken"
     );
-    assert!(taken["detail"].as_str().unwrap().contains("nordlysfleet.se"));
+    assert!(
+        taken["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nordlysfleet.se")
+    );
 
     let actions: Vec<String> = audit_actions(&app, &owner, "sso.")
         .await
@@ -860,13 +873,13 @@ async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_
         )
         .await;
         assert_eq!(
-            unavailable["type"],
-            "https://leasedesk.se/problems/dns-unavailable",
+            unavailable["type"], "https://leasedesk.se/problems/dns-unavailable",
             "{behaviour:?}"
         );
     }
     assert_eq!(
-        app.get_json(&other.token, "/organization/sso/domains").await[0]["status"],
+        app.get_json(&other.token, "/organization/sso/domains")
+            .await[0]["status"],
         "pending"
     );
     dns.set_behaviour(DnsBehaviour::Answer);

@@ -14,9 +14,7 @@
 
 use async_trait::async_trait;
 use domain::dns::{DnsError, DnsResolver};
-use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as ProtocolError, NetError};
 use hickory_resolver::proto::rr::{Name, RData};
@@ -118,8 +116,7 @@ impl DnsResolver for HickoryDns {
         // Fully qualified, so no search domain is tried.
         let name = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
             .map_err(|error| DnsError::Failed(format!("not a DNS name: {error}")))?;
-        let lookup = match tokio::time::timeout(self.deadline, self.resolver.txt_lookup(name))
-            .await
+        let lookup = match tokio::time::timeout(self.deadline, self.resolver.txt_lookup(name)).await
         {
             Err(_elapsed) => return Err(DnsError::Timeout),
             Ok(Ok(lookup)) => lookup,

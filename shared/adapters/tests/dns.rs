@@ -54,7 +54,10 @@ async fn txt_records_are_found_and_absent_ones_are_an_empty_answer() {
     );
 
     // A record of several character-strings reads as one text.
-    server.publish_strings("split.nordlysfleet.se", &["leasedesk-domain-", "verification=77"]);
+    server.publish_strings(
+        "split.nordlysfleet.se",
+        &["leasedesk-domain-", "verification=77"],
+    );
     assert_eq!(
         dns.txt_records("split.nordlysfleet.se").await.unwrap(),
         ["leasedesk-domain-verification=77"]
@@ -76,7 +79,10 @@ async fn a_failing_name_server_is_an_error_not_an_empty_answer() {
     server.set_behaviour(DnsBehaviour::ServerFailure);
     match dns.txt_records(NAME).await {
         Err(DnsError::Failed(reason)) => {
-            assert!(reason.contains("SERVFAIL") || reason.contains("Server Failure"), "{reason}")
+            assert!(
+                reason.contains("SERVFAIL") || reason.contains("Server Failure"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -92,7 +92,14 @@ struct PublishedRecords(std::sync::Mutex<std::collections::HashMap<String, Strin
 #[async_trait::async_trait]
 impl domain::dns::DnsResolver for PublishedRecords {
     async fn txt_records(&self, name: &str) -> Result<Vec<String>, domain::dns::DnsError> {
-        Ok(self.0.lock().unwrap().get(name).cloned().into_iter().collect())
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .into_iter()
+            .collect())
     }
 }
 
