@@ -772,8 +772,8 @@ async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_
     // Now it may create members, and does.
     configure(&app, &owner, with_domains(json!(["nordlysfleet.se"]))).await;
     provider.set_next_user(user("sub-sara", "sara.nystrom@nordlysfleet.se", true, &[]));
-    let token = sign_in(&app, &organization).await;
-    let profile = me(&app, &token).await;
+    let sara = sign_in(&app, &organization).await;
+    let profile = me(&app, &sara).await;
     assert_eq!(profile["user"]["email"], "sara.nystrom@nordlysfleet.se");
     assert_eq!(profile["user"]["role"], "viewer");
 
