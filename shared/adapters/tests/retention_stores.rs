@@ -332,16 +332,16 @@ async fn a_removal_on_dynamodb_and_s3_ends_as_on_sqlite() {
     .await;
 
     assert_eq!(on_dynamodb, on_sqlite);
-    // The owner; the three contracts; the login, the organisation number and the
-    // dashboard registration; the file; the client secret; the sign-up's, the import's,
-    // 120 filler and the warning's audit events.
+    // The owner; the three contracts; the login, the organisation number, the verified
+    // domain and the dashboard registration; the file; the client secret; the
+    // sign-up's, the import's, the domain's, 120 filler and the warning's audit events.
     assert_eq!(on_sqlite["removedMembers"], 1, "{on_sqlite}");
     assert_eq!(on_sqlite["removedContracts"], 3, "{on_sqlite}");
-    assert_eq!(on_sqlite["removedSharedItems"], 3, "{on_sqlite}");
+    assert_eq!(on_sqlite["removedSharedItems"], 4, "{on_sqlite}");
     assert_eq!(on_sqlite["removedBlobs"], 1, "{on_sqlite}");
     assert_eq!(on_sqlite["removedSecrets"], 1, "{on_sqlite}");
     assert!(
-        on_sqlite["removedAuditEvents"].as_i64().unwrap() >= 122,
+        on_sqlite["removedAuditEvents"].as_i64().unwrap() >= 124,
         "{on_sqlite}"
     );
     assert!(

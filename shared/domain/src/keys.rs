@@ -424,6 +424,12 @@ mod tests {
         let lead = format!("T#{tenant}");
         assert!(organization(tenant).pk == lead);
         assert!(contract(tenant, ContractId::generate()).pk == lead);
+        assert!(sso_domain_claim(tenant, "nordlysfleet.se").pk == lead);
+        // Who verified a domain is one item for every organization.
+        assert_eq!(
+            sso_domain_owner("nordlysfleet.se"),
+            Key::new("SSODOMAIN#nordlysfleet.se", "VERIFIED")
+        );
         let date = NaiveDate::from_ymd_opt(2027, 2, 28).unwrap();
         assert!(
             contract_by_end(tenant, date, ContractId::generate())

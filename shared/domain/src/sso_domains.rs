@@ -690,6 +690,13 @@ mod tests {
         );
         assert!(domain.challenge_name().len() <= 253);
         assert!(format!("_leasedesk-challenge.{longest}").len() == 253);
+        // The retention job finds the global record from the claim's key.
+        let claim = keys::sso_domain_claim(TenantId::generate(), domain.as_str());
+        assert_eq!(
+            owner_key_of_claim(&claim.sk),
+            Some(keys::sso_domain_owner("nordlysfleet.se"))
+        );
+        assert_eq!(owner_key_of_claim(keys::SSO_SETTINGS_SK), None);
         let email = crate::accounts::Email::parse("Sara@Bücher.se").unwrap();
         assert_eq!(
             DomainName::of_email(&email).map(String::from),
