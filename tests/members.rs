@@ -211,7 +211,8 @@ fn probe(app: &TestApp, token: &str, method: &str, path: &str) -> reqwest::Reque
     let filled = path
         .replace("{id}", "0190f5c2-0000-7000-8000-000000000000")
         .replace("{series}", "NO-SUCH-SERIES")
-        .replace("{module}", "scoring");
+        .replace("{module}", "scoring")
+        .replace("{domain}", "unclaimed.nordlysfleet.se");
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     app.authed(token, method, &filled)
         .header("content-type", "application/json")

@@ -1,12 +1,15 @@
 //! Single sign-on and modules end to end: the local runner against an OpenID Connect
 //! provider the test starts on loopback (real discovery document, JWKS, PKCE and signed
-//! ID tokens), driven the way the web app drives it.
+//! ID tokens), driven the way the web app drives it; the organization's e-mail domains
+//! proved by TXT records on a name server the test also starts on loopback.
 
 use domain::access::Role;
-use e2e::{Account, PASSWORD, TestApp, problem};
+use e2e::{Account, PASSWORD, TestApp, error_codes, problem};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
-use testkit::{OidcTestProvider, ProviderOptions, TestUser, TokenFault};
+use testkit::{
+    DnsBehaviour, DnsTestServer, OidcTestProvider, ProviderOptions, TestUser, TokenFault,
+};
 
 fn user(sub: &str, email: &str, verified: bool, groups: &[&str]) -> TestUser {
     TestUser {
@@ -48,6 +51,55 @@ async fn configure(app: &TestApp, owner: &Account, body: Value) -> Value {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "configure");
     response.json().await.unwrap()
+}
+
+/// The runner, asking `dns` for the records that prove domains (quickly giving up on
+/// a name server that does not answer).
+async fn spawn_with_dns(dns: &DnsTestServer) -> TestApp {
+    let server = dns.address();
+    TestApp::spawn_configured(tempfile::tempdir().unwrap(), move |config| {
+        config
+            .with_dns_server(server)
+            .with_dns_settings(adapters::dns::DnsSettings {
+                timeout: std::time::Duration::from_millis(300),
+                attempts: 1,
+            })
+    })
+    .await
+}
+
+async fn claim_domain(app: &TestApp, token: &str, domain: &str) -> reqwest::Response {
+    app.authed(token, Method::POST, "/organization/sso/domains")
+        .json(&json!({ "domain": domain }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn verify_domain(app: &TestApp, token: &str, domain: &str) -> reqwest::Response {
+    app.authed(
+        token,
+        Method::POST,
+        &format!("/organization/sso/domains/{domain}/verify"),
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
+/// The owner turns the module on, claims `domain`, publishes its record and verifies
+/// it.
+async fn prove_domain(app: &TestApp, dns: &DnsTestServer, owner: &Account, domain: &str) {
+    set_module(app, &owner.token, "sso", true).await;
+    let response = claim_domain(app, &owner.token, domain).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "claim");
+    let claim: Value = response.json().await.unwrap();
+    dns.publish(
+        claim["record"]["name"].as_str().unwrap(),
+        claim["record"]["value"].as_str().unwrap(),
+    );
+    let response = verify_domain(app, &owner.token, domain).await;
+    assert_eq!(response.status(), StatusCode::OK, "verify");
 }
 
 /// `POST /auth/sso/start` for `organization`.
@@ -235,8 +287,10 @@ async fn modules_start_with_a_ten_day_trial_and_gate_their_routes() {
 #[tokio::test]
 async fn sso_signs_in_creates_matches_by_subject_and_maps_groups() {
     let provider = OidcTestProvider::start().await;
-    let app = TestApp::spawn().await;
+    let dns = DnsTestServer::start().await;
+    let app = spawn_with_dns(&dns).await;
     let owner = app.sign_up().await;
+    prove_domain(&app, &dns, &owner, "nordlysfleet.se").await;
     let settings = configure(
         &app,
         &owner,
@@ -353,9 +407,11 @@ async fn sso_signs_in_creates_matches_by_subject_and_maps_groups() {
 #[tokio::test]
 async fn sso_refuses_strangers_bad_tokens_and_other_organizations_accounts() {
     let provider = OidcTestProvider::start().await;
-    let app = TestApp::spawn().await;
+    let dns = DnsTestServer::start().await;
+    let app = spawn_with_dns(&dns).await;
     let owner = app.sign_up().await;
     let other = app.sign_up().await;
+    prove_domain(&app, &dns, &owner, "nordlysfleet.se").await;
     configure(
         &app,
         &owner,
@@ -591,4 +647,248 @@ async fn sso_through_entra_uses_the_customers_tenant() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_them() {
+    let provider = OidcTestProvider::start().await;
+    let dns = DnsTestServer::start().await;
+    let app = spawn_with_dns(&dns).await;
+    let owner = app.sign_up().await;
+    let organization = owner.tenant.to_string();
+    let with_domains = |domains: Value| {
+        json!({"provider": generic(&provider), "clientSecret": provider.client_secret(),
+               "autoCreateDomains": domains})
+    };
+    configure(&app, &owner, with_domains(json!([]))).await;
+
+    // A domain nobody proved is refused by name, in the caller's language.
+    let response = app
+        .authed(&owner.token, Method::PUT, "/organization/sso")
+        .header("accept-language", "sv")
+        .json(&with_domains(json!(["nordlysfleet.se"])))
+        .send()
+        .await
+        .unwrap();
+    let refused = problem(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        error_codes(&refused),
+        [(
+            "/autoCreateDomains/0".to_owned(),
+            "domain_unverified".to_owned()
+        )]
+    );
+    assert!(
+        refused["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("inte verifierad"),
+        "{refused}"
+    );
+
+    // The claim names the record to publish; claiming again answers the same one.
+    let response = claim_domain(&app, &owner.token, "Nordlysfleet.SE").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let claim: Value = response.json().await.unwrap();
+    assert_eq!(claim["domain"], "nordlysfleet.se");
+    assert_eq!(claim["status"], "pending");
+    assert_eq!(claim["verifiedAt"], Value::Null);
+    assert_eq!(claim["record"]["type"], "TXT");
+    assert_eq!(
+        claim["record"]["name"],
+        "_leasedesk-challenge.nordlysfleet.se"
+    );
+    let value = claim["record"]["value"].as_str().unwrap().to_owned();
+    let token = value
+        .strip_prefix("leasedesk-domain-verification=")
+        .expect("the scheme's prefix");
+    assert_eq!(token.len(), 64);
+    let response = claim_domain(&app, &owner.token, "nordlysfleet.se").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap(), claim);
+    let listed = app
+        .get_json(&owner.token, "/organization/sso/domains")
+        .await;
+    assert_eq!(listed, json!([claim]));
+    let bad = problem(
+        claim_domain(&app, &owner.token, "localhost").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        error_codes(&bad),
+        [("/domain".to_owned(), "invalid_domain".to_owned())]
+    );
+
+    // Before the record is published: not verified, and the answer says what to publish.
+    let response = app
+        .authed(
+            &owner.token,
+            Method::POST,
+            "/organization/sso/domains/nordlysfleet.se/verify",
+        )
+        .header("accept-language", "sv")
+        .send()
+        .await
+        .unwrap();
+    let unverified = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        unverified["type"],
+        "https://leasedesk.se/problems/sso-domain-unverified"
+    );
+    assert_eq!(unverified["title"], "Domänen kunde inte verifieras");
+    let detail = unverified["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("_leasedesk-challenge.nordlysfleet.se"),
+        "{detail}"
+    );
+    assert!(detail.contains(&value), "{detail}");
+    // A record with another value is no better.
+    dns.publish(
+        "_leasedesk-challenge.nordlysfleet.se",
+        "leasedesk-domain-verification=someone-elses",
+    );
+    problem(
+        verify_domain(&app, &owner.token, "nordlysfleet.se").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    // Nobody at the domain becomes a member meanwhile.
+    provider.set_next_user(user("sub-sara", "sara.nystrom@nordlysfleet.se", true, &[]));
+    let returned = through_provider(&app, &organization).await;
+    problem(callback(&app, &returned).await, StatusCode::FORBIDDEN).await;
+
+    // Published: verified.
+    dns.publish("_leasedesk-challenge.nordlysfleet.se", &value);
+    app.clock.advance(chrono::Duration::minutes(5));
+    let response = verify_domain(&app, &owner.token, "nordlysfleet.se").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let verified: Value = response.json().await.unwrap();
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(verified["verifiedAt"], "2026-11-21T09:05:00Z");
+    assert_eq!(verified["record"], claim["record"]);
+
+    // Now it may create members, and does.
+    configure(&app, &owner, with_domains(json!(["nordlysfleet.se"]))).await;
+    provider.set_next_user(user("sub-sara", "sara.nystrom@nordlysfleet.se", true, &[]));
+    let sara = sign_in(&app, &organization).await;
+    let profile = me(&app, &sara).await;
+    assert_eq!(profile["user"]["email"], "sara.nystrom@nordlysfleet.se");
+    assert_eq!(profile["user"]["role"], "viewer");
+
+    // Owners and admins manage domains; the others read them.
+    let viewer = app.token_with_role(&owner, Role::Viewer).await;
+    problem(
+        claim_domain(&app, &viewer, "annanfirma.se").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        verify_domain(&app, &viewer, "nordlysfleet.se").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(
+        app.get_json(&viewer, "/organization/sso/domains").await[0]["status"],
+        "verified"
+    );
+
+    // Another organization cannot claim it, nor verify a claim made before.
+    let other = app.sign_up().await;
+    set_module(&app, &other.token, "sso", true).await;
+    let taken = problem(
+        claim_domain(&app, &other.token, "nordlysfleet.se").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(
+        taken["type"],
+        "https://leasedesk.se/problems/sso-domain-taken"
+    );
+    assert!(
+        taken["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nordlysfleet.se")
+    );
+
+    let actions: Vec<String> = audit_actions(&app, &owner, "sso.")
+        .await
+        .iter()
+        .map(|event| event["action"].as_str().unwrap().to_owned())
+        .filter(|action| action.starts_with("sso.domain"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "sso.domain_verified",
+            "sso.domain_verification_failed",
+            "sso.domain_verification_failed",
+            "sso.domain_claimed",
+        ]
+    );
+    let trail = app
+        .authed(&owner.token, Method::GET, "/audit/export")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!trail.contains(token), "the token stays out of the trail");
+
+    // Given up: it leaves the auto-create domains, creates nobody, and is free.
+    let response = app
+        .authed(
+            &owner.token,
+            Method::DELETE,
+            "/organization/sso/domains/nordlysfleet.se",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let settings = app.get_json(&owner.token, "/organization/sso").await;
+    assert_eq!(settings["autoCreateDomains"], json!([]));
+    provider.set_next_user(user("sub-erik", "erik.berg@nordlysfleet.se", true, &[]));
+    let returned = through_provider(&app, &organization).await;
+    problem(callback(&app, &returned).await, StatusCode::FORBIDDEN).await;
+    let response = claim_domain(&app, &other.token, "nordlysfleet.se").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let other_claim: Value = response.json().await.unwrap();
+    assert_ne!(other_claim["record"]["value"], claim["record"]["value"]);
+
+    // A name server that fails or stays silent is not a failed check: 502, nothing
+    // changes, and the check works once it answers again.
+    dns.publish(
+        "_leasedesk-challenge.nordlysfleet.se",
+        other_claim["record"]["value"].as_str().unwrap(),
+    );
+    for behaviour in [DnsBehaviour::ServerFailure, DnsBehaviour::Silent] {
+        dns.set_behaviour(behaviour);
+        let unavailable = problem(
+            verify_domain(&app, &other.token, "nordlysfleet.se").await,
+            StatusCode::BAD_GATEWAY,
+        )
+        .await;
+        assert_eq!(
+            unavailable["type"], "https://leasedesk.se/problems/dns-unavailable",
+            "{behaviour:?}"
+        );
+    }
+    assert_eq!(
+        app.get_json(&other.token, "/organization/sso/domains")
+            .await[0]["status"],
+        "pending"
+    );
+    dns.set_behaviour(DnsBehaviour::Answer);
+    let response = verify_domain(&app, &other.token, "nordlysfleet.se").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // An unclaimed domain is not found.
+    problem(
+        verify_domain(&app, &owner.token, "nordlysfleet.se").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }

@@ -12,6 +12,7 @@ mod organization;
 pub mod retention;
 mod sessions;
 mod sso;
+mod sso_domains;
 mod two_factor;
 
 use api::caller::Origin;
@@ -22,13 +23,14 @@ use api::{ApiError, Authenticator, Caller, JsonBody};
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use domain::access::{Permission, Role};
 use domain::accounts::Email;
 use domain::accounts::{AccountService, SignUpRequest, User};
 use domain::audit_log::AuditLog;
 use domain::clock::Clock;
+use domain::dns::DnsResolver;
 use domain::ids::{TenantId, UserId};
 use domain::mail::{MailError, Mailer};
 use domain::members::MemberService;
@@ -40,6 +42,7 @@ use domain::personal_data::PersonalDataService;
 use domain::secrets::SecretVault;
 use domain::single_sign_on::SingleSignOn;
 use domain::sso::OidcClient;
+use domain::sso_domains::SsoDomains;
 use domain::store::Table;
 use domain::throttle::{LoginThrottle, ThrottleLimits};
 use domain::two_factor::TwoFactorService;
@@ -59,6 +62,7 @@ pub struct AuthState {
     org_settings: Arc<OrganizationSettingsService>,
     personal_data: Arc<PersonalDataService>,
     sso: Arc<SingleSignOn>,
+    domains: Arc<SsoDomains>,
     modules: Arc<ModuleService>,
     /// Where the web app lives: mailed links point there.
     app_url: Arc<str>,
@@ -74,6 +78,8 @@ pub struct SsoPorts {
     /// Put in front of `sso/<organization>` in secret names: the stack's name and a
     /// slash in AWS, so the function's policy can allow only its own secrets.
     pub secret_prefix: String,
+    /// Looks up the TXT records that prove an organization's e-mail domains.
+    pub dns: Arc<dyn DnsResolver>,
 }
 
 /// Where the provider sends the browser back: the web app's page for it.
@@ -98,6 +104,7 @@ impl AuthState {
                 &sso.secret_prefix,
                 &format!("{app_url}/{SSO_CALLBACK_PAGE}"),
             )),
+            domains: Arc::new(SsoDomains::new(table.clone(), clock.clone(), sso.dns)),
             modules: Arc::new(ModuleService::new(table.clone(), clock.clone())),
             audit: Arc::new(AuditLog::new(table.clone(), clock.clone())),
             accounts: Arc::new(AccountService::new(table.clone(), clock.clone())),
@@ -187,6 +194,18 @@ pub fn router(state: AuthState) -> Router {
                 .put(sso::configure_sso)
                 .delete(sso::remove_sso),
         )
+        .route(
+            "/organization/sso/domains",
+            get(sso_domains::list_domains).post(sso_domains::claim_domain),
+        )
+        .route(
+            "/organization/sso/domains/{domain}",
+            delete(sso_domains::remove_domain),
+        )
+        .route(
+            "/organization/sso/domains/{domain}/verify",
+            post(sso_domains::verify_domain),
+        )
         .route("/auth/sso/start", post(sso::start_sso))
         .route("/auth/sso/callback", post(sso::finish_sso))
         .route("/members/invitations", post(members::invite_member))
@@ -233,6 +252,10 @@ pub fn router(state: AuthState) -> Router {
         sso::sso_settings,
         sso::configure_sso,
         sso::remove_sso,
+        sso_domains::list_domains,
+        sso_domains::claim_domain,
+        sso_domains::verify_domain,
+        sso_domains::remove_domain,
         sso::start_sso,
         sso::finish_sso
     ),
@@ -264,6 +287,10 @@ pub fn router(state: AuthState) -> Router {
         domain::single_sign_on::SsoConfiguration,
         domain::single_sign_on::SsoSettings,
         domain::single_sign_on::ProviderChoice,
+        sso_domains::DomainClaim,
+        domain::sso_domains::SsoDomain,
+        domain::sso_domains::DomainStatus,
+        domain::sso_domains::DnsRecord,
         domain::org_settings::OrganizationSettings,
         domain::members::Invitation,
         domain::members::Acceptance,

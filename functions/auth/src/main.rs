@@ -16,12 +16,16 @@ async fn main() -> Result<(), lambda_http::Error> {
         adapters::oidc::OidcSettings::default(),
         env.clock.clone(),
     )?;
+    // Organizations prove their single sign-on domains by TXT records, looked up through
+    // the name servers of the Lambda environment (/etc/resolv.conf).
+    let dns = adapters::dns::HickoryDns::from_system_conf(adapters::dns::DnsSettings::default())?;
     let sso = auth::SsoPorts {
         vault: std::sync::Arc::new(adapters::aws::SecretsManagerVault::new(
             aws_sdk_secretsmanager::Client::new(&env.aws),
         )),
         oidc: std::sync::Arc::new(oidc),
         secret_prefix,
+        dns: std::sync::Arc::new(dns),
     };
     let state = auth::AuthState::new(
         env.table,

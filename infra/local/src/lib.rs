@@ -43,6 +43,10 @@ pub struct Config {
     pub entra_authority: String,
     /// How long an organization may stay inactive before the retention job removes it.
     pub retention: RetentionPolicy,
+    /// The name server that checks the TXT records proving organizations' domains
+    /// (`LEASEDESK_DNS_SERVER`); the system's (`/etc/resolv.conf`) when unset.
+    pub dns_server: Option<SocketAddr>,
+    pub dns: adapters::dns::DnsSettings,
 }
 
 impl Config {
@@ -55,7 +59,20 @@ impl Config {
             public_url: "http://127.0.0.1:3000".into(),
             entra_authority: domain::sso::ENTRA_AUTHORITY.into(),
             retention: RetentionPolicy::default(),
+            dns_server: None,
+            dns: adapters::dns::DnsSettings::default(),
         }
+    }
+
+    /// Asks `server` (a name server on loopback, in tests) instead of the system's.
+    pub fn with_dns_server(mut self, server: SocketAddr) -> Self {
+        self.dns_server = Some(server);
+        self
+    }
+
+    pub fn with_dns_settings(mut self, settings: adapters::dns::DnsSettings) -> Self {
+        self.dns = settings;
+        self
     }
 
     pub fn with_entra_authority(mut self, authority: impl Into<String>) -> Self {
@@ -172,10 +189,17 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         adapters::embedded::FolderSecrets::open(&config.data_dir.join("secrets"))
             .context("opening the secret folder")?,
     );
+    // Domain verification asks the system's name servers, or the one configured.
+    let dns = match config.dns_server {
+        Some(server) => adapters::dns::HickoryDns::with_name_server(server, config.dns),
+        None => adapters::dns::HickoryDns::from_system_conf(config.dns),
+    }
+    .context("setting up the DNS resolver (LEASEDESK_DNS_SERVER names a name server)")?;
     let sso = auth::SsoPorts {
         vault: vault.clone(),
         oidc: Arc::new(oidc),
         secret_prefix: String::new(),
+        dns: Arc::new(dns),
     };
 
     let routes = Router::new()

@@ -116,6 +116,10 @@ struct ServeArgs {
     /// Do not run the daily retention job (03:00 UTC).
     #[arg(long, env = "LEASEDESK_NO_RETENTION")]
     no_retention: bool,
+    /// The name server that looks up the TXT records proving organizations' single
+    /// sign-on domains, as ADDRESS:PORT (default: the system's, from /etc/resolv.conf).
+    #[arg(long, value_name = "ADDRESS:PORT", env = "LEASEDESK_DNS_SERVER")]
+    dns_server: Option<SocketAddr>,
 }
 
 /// Where the rate sources are (the public ones unless overridden, e.g. for tests).
@@ -186,6 +190,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_feeds(args.feeds.feeds()?)
         .with_public_url(format!("http://{addr}"))
         .with_retention(args.retention.policy());
+    let config = match args.dns_server {
+        Some(server) => config.with_dns_server(server),
+        None => config,
+    };
     let stack = leasedesk::build(&config)?;
     println!(
         "Leasedesk is listening on http://{addr} (data in {})",

@@ -347,3 +347,52 @@ async fn retention_run_warns_an_inactive_organization_once() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("longer than the 30-day warning"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_are_verified_through_the_name_server_the_environment_names() {
+    let dns = testkit::DnsTestServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        data.path(),
+        &["--no-rates-polling", "--no-retention"],
+        &[("LEASEDESK_DNS_SERVER", dns.address().to_string())],
+    );
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    let token = sign_up_and_log_in(&client, &url).await;
+    let response = client
+        .put(format!("{url}/organization/modules/sso"))
+        .bearer_auth(&token)
+        .json(&json!({"active": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let claim: Value = client
+        .post(format!("{url}/organization/sso/domains"))
+        .bearer_auth(&token)
+        .json(&json!({"domain": "kirunamaskin.se"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    dns.publish(
+        claim["record"]["name"].as_str().unwrap(),
+        claim["record"]["value"].as_str().unwrap(),
+    );
+    let verified: Value = client
+        .post(format!(
+            "{url}/organization/sso/domains/kirunamaskin.se/verify"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["status"], "verified", "{verified}");
+    assert!(dns.queries() >= 1);
+}

@@ -1,8 +1,9 @@
 //! The retention job through the real adapters: DynamoDB, S3 and Secrets Manager (the
 //! real SDK against moto on loopback) and SQLite with the folder store and vault. An
 //! organization with an import, a dashboard, a waiting file, a single sign-on client
-//! secret and an audit trail longer than one removal page is warned and then removed;
-//! another one stays. Both stores must end the same way.
+//! secret, a verified single sign-on domain and an audit trail longer than one removal
+//! page is warned and then removed; another one stays. Both stores must end the same
+//! way.
 
 mod support;
 
@@ -79,9 +80,32 @@ fn secret_name(tenant: domain::ids::TenantId) -> String {
     format!("retention-test/sso/{tenant}")
 }
 
+/// The single sign-on domain an organization verifies.
+fn sso_domain(tenant: domain::ids::TenantId) -> String {
+    format!("org-{tenant}.se")
+}
+
+/// A DNS with the records the test published; the DNS adapter has its own test.
+#[derive(Default)]
+struct PublishedRecords(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+#[async_trait::async_trait]
+impl domain::dns::DnsResolver for PublishedRecords {
+    async fn txt_records(&self, name: &str) -> Result<Vec<String>, domain::dns::DnsError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .into_iter()
+            .collect())
+    }
+}
+
 /// Three contracts through the import, the dashboard, a waiting file, single sign-on
-/// settings with their secret and, so that the partition takes more than one page to
-/// remove, 120 audit events.
+/// settings with their secret, a verified domain and, so that the partition takes more
+/// than one page to remove, 120 audit events.
 async fn business(
     table: Arc<dyn Table>,
     clock: Arc<FixedClock>,
@@ -135,6 +159,15 @@ async fn business(
         domain::store::to_attributes(&json!({ "requireSso": false, "secretRef": secret })).unwrap(),
     );
     table.put(settings, Condition::NotExists).await.unwrap();
+    let dns = Arc::new(PublishedRecords::default());
+    let domains = domain::sso_domains::SsoDomains::new(table.clone(), clock.clone(), dns.clone());
+    let domain = sso_domain(actor.tenant);
+    let (claim, _) = domains.claim(actor, &domain).await.unwrap();
+    dns.0
+        .lock()
+        .unwrap()
+        .insert(claim.record.name.clone(), claim.record.value.clone());
+    domains.verify(actor, &domain).await.unwrap();
     for n in 0..120 {
         let event = AuditEvent::system(
             actor.tenant,
@@ -219,9 +252,18 @@ async fn warn_then_remove(
     assert_eq!((report.deleted, report.failed), (1, 0), "{report:?}");
 
     assert_eq!(left_of(table.as_ref(), gone.tenant).await, 0);
-    for key in [keys::email_login(&gone_email)] {
+    for key in [
+        keys::email_login(&gone_email),
+        keys::sso_domain_owner(&sso_domain(gone.tenant)),
+    ] {
         assert_eq!(table.get(&key).await.unwrap(), None);
     }
+    let kept_domain = table
+        .get(&keys::sso_domain_owner(&sso_domain(kept.tenant)))
+        .await
+        .unwrap()
+        .expect("the kept organization's verified domain");
+    assert_eq!(kept_domain.attributes["tenantId"], json!(kept.tenant));
     let folder = tenant_folder(IMPORTS_AREA, gone.tenant).unwrap();
     assert!(blobs.list(&folder, None, 10).await.unwrap().keys.is_empty());
     let kept_folder = tenant_folder(IMPORTS_AREA, kept.tenant).unwrap();
@@ -290,16 +332,16 @@ async fn a_removal_on_dynamodb_and_s3_ends_as_on_sqlite() {
     .await;
 
     assert_eq!(on_dynamodb, on_sqlite);
-    // The owner; the three contracts; the login, the organisation number and the
-    // dashboard registration; the file; the client secret; the sign-up's, the import's,
-    // 120 filler and the warning's audit events.
+    // The owner; the three contracts; the login, the organisation number, the verified
+    // domain and the dashboard registration; the file; the client secret; the
+    // sign-up's, the import's, the domain's, 120 filler and the warning's audit events.
     assert_eq!(on_sqlite["removedMembers"], 1, "{on_sqlite}");
     assert_eq!(on_sqlite["removedContracts"], 3, "{on_sqlite}");
-    assert_eq!(on_sqlite["removedSharedItems"], 3, "{on_sqlite}");
+    assert_eq!(on_sqlite["removedSharedItems"], 4, "{on_sqlite}");
     assert_eq!(on_sqlite["removedBlobs"], 1, "{on_sqlite}");
     assert_eq!(on_sqlite["removedSecrets"], 1, "{on_sqlite}");
     assert!(
-        on_sqlite["removedAuditEvents"].as_i64().unwrap() >= 122,
+        on_sqlite["removedAuditEvents"].as_i64().unwrap() >= 124,
         "{on_sqlite}"
     );
     assert!(

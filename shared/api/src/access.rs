@@ -138,6 +138,31 @@ pub const ROUTES: &[RouteAccess] = &[
         "/organization/sso",
         Requires(ManageOrganization),
     ),
+    // The e-mail domains an organization proves it controls (DNS TXT records).
+    in_module(
+        Module::Sso,
+        "GET",
+        "/organization/sso/domains",
+        Requires(ReadMembers),
+    ),
+    in_module(
+        Module::Sso,
+        "POST",
+        "/organization/sso/domains",
+        Requires(ManageOrganization),
+    ),
+    in_module(
+        Module::Sso,
+        "POST",
+        "/organization/sso/domains/{domain}/verify",
+        Requires(ManageOrganization),
+    ),
+    in_module(
+        Module::Sso,
+        "DELETE",
+        "/organization/sso/domains/{domain}",
+        Requires(ManageOrganization),
+    ),
     route("GET", "/audit", Requires(ReadAuditLog)),
     route("GET", "/audit/export", Requires(ReadAuditLog)),
     // Contracts.

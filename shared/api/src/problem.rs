@@ -150,6 +150,17 @@ pub enum ApiError {
     /// The provider could not be reached, or its metadata is unusable.
     #[error("the identity provider is unavailable")]
     IdentityProviderUnavailable,
+    /// The DNS answered, without the record that proves the domain.
+    #[error("the domain's verification record was not found")]
+    SsoDomainUnverified { name: String, value: String },
+    /// Another organization has verified the domain.
+    #[error("the domain is verified by another organization")]
+    SsoDomainTaken { domain: String },
+    #[error("an organization claims at most {max} domains")]
+    SsoDomainLimit { max: usize },
+    /// The name servers gave no answer (timeout, SERVFAIL): nothing is known.
+    #[error("the DNS could not be asked")]
+    DnsUnavailable,
     /// The organization has not activated the module this route belongs to.
     #[error("module {module} is not active")]
     ModuleInactive { module: String },
@@ -226,6 +237,12 @@ impl ApiError {
             IdentityProviderUnavailable => {
                 (StatusCode::BAD_GATEWAY, "identity-provider-unavailable")
             }
+            SsoDomainUnverified { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "sso-domain-unverified")
+            }
+            SsoDomainTaken { .. } => (StatusCode::CONFLICT, "sso-domain-taken"),
+            SsoDomainLimit { .. } => (StatusCode::CONFLICT, "sso-domain-limit"),
+            DnsUnavailable => (StatusCode::BAD_GATEWAY, "dns-unavailable"),
             ModuleInactive { .. } => (StatusCode::FORBIDDEN, "module-inactive"),
             TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-attempts"),
             NoRate { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no-rate"),
@@ -250,7 +267,11 @@ impl ApiError {
             ModuleInactive { module } => vec![("module", module.clone())],
             InvalidFile { reason } => vec![("reason", reason.clone())],
             InvalidRows(errors) => vec![("count", errors.len().to_string())],
-            ExportTooLarge { max } => vec![("max", max.to_string())],
+            ExportTooLarge { max } | SsoDomainLimit { max } => vec![("max", max.to_string())],
+            SsoDomainUnverified { name, value } => {
+                vec![("name", name.clone()), ("value", value.clone())]
+            }
+            SsoDomainTaken { domain } => vec![("domain", domain.clone())],
             NoRate { from, to, date } => vec![
                 ("from", from.clone()),
                 ("to", to.clone()),
@@ -625,6 +646,31 @@ impl From<domain::single_sign_on::SsoServiceError> for ApiError {
     }
 }
 
+impl From<domain::sso_domains::DomainError> for ApiError {
+    fn from(error: domain::sso_domains::DomainError) -> Self {
+        use domain::sso_domains::DomainError;
+        match error {
+            DomainError::Forbidden(role) => ApiError::Forbidden(role),
+            DomainError::Invalid(errors) => ApiError::invalid_body(errors),
+            DomainError::NotFound => ApiError::NotFound,
+            DomainError::Taken(domain) => ApiError::SsoDomainTaken {
+                domain: domain.to_string(),
+            },
+            DomainError::TooMany { max } => ApiError::SsoDomainLimit { max },
+            DomainError::RecordNotFound { name, value } => {
+                ApiError::SsoDomainUnverified { name, value }
+            }
+            DomainError::Dns(error) => {
+                tracing::warn!(%error, "sso domain: the DNS gave no answer");
+                ApiError::DnsUnavailable
+            }
+            DomainError::Randomness(cause) => ApiError::internal(cause),
+            DomainError::Contention => ApiError::ConcurrentChange,
+            DomainError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<domain::modules::ModuleError> for ApiError {
     fn from(error: domain::modules::ModuleError) -> Self {
         use domain::modules::ModuleError;
@@ -778,5 +824,52 @@ mod tests {
             ApiError::from(AuditLogError::Forbidden(Role::Viewer)),
             ApiError::Forbidden(Role::Viewer)
         ));
+    }
+
+    #[test]
+    fn sso_domain_problems_name_the_record_and_are_told_apart() {
+        use domain::dns::DnsError;
+        use domain::sso_domains::{DomainError, DomainName};
+        let name = "_leasedesk-challenge.nordlysfleet.se";
+        let value = "leasedesk-domain-verification=4f0c";
+        let unverified = ApiError::from(DomainError::RecordNotFound {
+            name: name.into(),
+            value: value.into(),
+        })
+        .problem();
+        assert_eq!(unverified.status, StatusCode::UNPROCESSABLE_ENTITY);
+        for lang in Lang::ALL {
+            let document = unverified.render(lang, None);
+            assert_eq!(
+                document.kind,
+                format!("{PROBLEM_BASE}sso-domain-unverified")
+            );
+            assert!(
+                document.detail.contains(name) && document.detail.contains(value),
+                "{}: {}",
+                lang.code(),
+                document.detail
+            );
+        }
+        let taken = ApiError::from(DomainError::Taken(
+            DomainName::parse("nordlysfleet.se").unwrap(),
+        ))
+        .problem();
+        assert_eq!(taken.status, StatusCode::CONFLICT);
+        assert!(
+            taken
+                .render(Lang::Fi, None)
+                .detail
+                .contains("nordlysfleet.se")
+        );
+        for failure in [DnsError::Timeout, DnsError::Failed("SERVFAIL".into())] {
+            let unavailable = ApiError::from(DomainError::Dns(failure)).problem();
+            assert_eq!(unavailable.status, StatusCode::BAD_GATEWAY);
+            let document = unavailable.render(Lang::En, None);
+            assert_eq!(document.kind, format!("{PROBLEM_BASE}dns-unavailable"));
+            assert!(!document.detail.contains("SERVFAIL"), "no internals");
+        }
+        let limit = ApiError::from(DomainError::TooMany { max: 50 }).problem();
+        assert!(limit.render(Lang::Sv, None).detail.contains("50"));
     }
 }

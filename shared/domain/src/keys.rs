@@ -30,6 +30,8 @@
 //! | modules             | `T#<tenant>`          | `MODULES`                           |                  |                    |
 //! | SSO identity link   | `T#<tenant>`          | `SSOID#<sha256(issuer, subject)>`   |                  |                    |
 //! | SSO login under way | `SSOSTATE#<sha256(state)>` | `PENDING` (TTL)                |                  |                    |
+//! | SSO domain claim    | `T#<tenant>`          | `SSODOMAIN#<domain>`                |                  |                    |
+//! | verified SSO domain | `SSODOMAIN#<domain>`  | `VERIFIED` (unique, global)         |                  |                    |
 //! | organization registry | `ORGANIZATIONS`     | `T#<tenant>` (last activity, retention) |              |                    |
 //! | removed organization | `RETENTION`          | `T#<tenant>` (no personal data)     |                  |                    |
 //!
@@ -58,7 +60,13 @@
 //!   then the first entries of a list: query prefix `DASH#<epoch>#<list>#`;
 //! - the nightly roll of every organization's dashboard: query `PORTFOLIOS`.
 //! - an SSO login coming back from the provider: get `SSOSTATE#<hash of state>`, then
-//!   `SSO` and `SSOID#<hash of issuer and subject>` of its organization.
+//!   `SSO` and `SSOID#<hash of issuer and subject>` of its organization; a new member
+//!   by an auto-create domain: get `SSODOMAIN#<domain>` / `VERIFIED`, which must name
+//!   the organization;
+//! - an organization's claimed SSO domains: query prefix `SSODOMAIN#` (at most 50);
+//!   one of them: get `SSODOMAIN#<domain>`; which organization verified a domain (at
+//!   most one): get `SSODOMAIN#<domain>` / `VERIFIED`, written by a conditional put
+//!   (`attribute_not_exists`) in the verification's transaction;
 //! - when an organization was last active (each sign-in, at most one write a day):
 //!   get `ORGANIZATIONS` / `T#<tenant>`;
 //! - every organization, for the daily retention job: query `ORGANIZATIONS`; all of one
@@ -67,9 +75,12 @@
 //! - the organizations the retention job removed: query `RETENTION`.
 //!
 //! Every tenant-scoped key, in the table and in the index, starts with `T#<tenant>`, so an
-//! IAM `dynamodb:LeadingKeys` condition can fence tenants. The two global records are
-//! written by sign-up and by members joining, read by login, and deleted with a member
-//! or, with its whole organization, by the retention job.
+//! IAM `dynamodb:LeadingKeys` condition can fence tenants. The e-mail login and the
+//! organization number are written by sign-up and by members joining, read by login,
+//! and deleted with a member or, with its whole organization, by the retention job. A
+//! verified SSO domain is written by its verification, read by single sign-on, and
+//! deleted with the organization's claim or, with the organization, by the retention
+//! job.
 
 use crate::ids::{AuditEventId, ContractId, TenantId, UserId};
 use crate::rates::SeriesId;
@@ -190,6 +201,22 @@ pub fn sso_identity(tenant: TenantId, issuer: &str, subject: &str) -> Key {
         tenant_partition(tenant),
         format!("{SSO_IDENTITY_PREFIX}{digest}"),
     )
+}
+
+pub const SSO_DOMAIN_PREFIX: &str = "SSODOMAIN#";
+
+/// An organization's claim to an e-mail domain for single sign-on, with its
+/// verification token. `domain` is normalized (`sso_domains::DomainName`).
+pub fn sso_domain_claim(tenant: TenantId, domain: &str) -> Key {
+    Key::new(
+        tenant_partition(tenant),
+        format!("{SSO_DOMAIN_PREFIX}{domain}"),
+    )
+}
+
+/// Which organization proved it controls `domain`: at most one, as the key is global.
+pub fn sso_domain_owner(domain: &str) -> Key {
+    Key::new(format!("{SSO_DOMAIN_PREFIX}{domain}"), "VERIFIED")
 }
 
 /// A login on its way through the provider, by its `state`. Only the hash of the state
@@ -397,6 +424,12 @@ mod tests {
         let lead = format!("T#{tenant}");
         assert!(organization(tenant).pk == lead);
         assert!(contract(tenant, ContractId::generate()).pk == lead);
+        assert!(sso_domain_claim(tenant, "nordlysfleet.se").pk == lead);
+        // Who verified a domain is one item for every organization.
+        assert_eq!(
+            sso_domain_owner("nordlysfleet.se"),
+            Key::new("SSODOMAIN#nordlysfleet.se", "VERIFIED")
+        );
         let date = NaiveDate::from_ymd_opt(2027, 2, 28).unwrap();
         assert!(
             contract_by_end(tenant, date, ContractId::generate())

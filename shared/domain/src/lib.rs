@@ -10,6 +10,7 @@ pub mod audit_log;
 pub mod blobs;
 pub mod clock;
 pub mod contracts;
+pub mod dns;
 pub mod ids;
 pub mod import;
 pub mod input;
@@ -33,6 +34,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod single_sign_on;
 pub mod sso;
+pub mod sso_domains;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;

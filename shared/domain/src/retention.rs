@@ -27,7 +27,8 @@
 //! second factors, invitations, resets, contracts, audit trail, jobs, idempotency
 //! records, dashboard, single sign-on — a page at a time, each page in one transaction
 //! with the global items its records name (a member's login `EMAIL#…`, the organization
-//! number `ORGNO#…`, a variable-rate contract's `RATEREF#…` marker) and a count; the
+//! number `ORGNO#…`, a variable-rate contract's `RATEREF#…` marker, a verified single
+//! sign-on domain `SSODOMAIN#…`) and a count; the
 //! single sign-on client secret its settings name leaves the secret vault just before
 //! them. Global items are deleted only while they still point at this organization. A
 //! sign-in under way at its provider (`SSOSTATE#…`, no personal data) cannot be found
@@ -838,6 +839,9 @@ impl RetentionService {
                 }
                 None => None,
             }
+        } else if let Some(owner) = crate::sso_domains::owner_key_of_claim(sort_key) {
+            // The domain the organization verified is free again.
+            self.owned_by(tenant, owner).await?
         } else if let Some(contract) = sort_key.strip_prefix(keys::CONTRACT_PREFIX) {
             let series = item
                 .attributes
@@ -929,8 +933,9 @@ mod tests {
     use crate::organization::luhn_check_digit;
     use crate::secrets::SecretVault;
     use crate::sessions::SessionService;
+    use crate::sso_domains::SsoDomains;
     use crate::store::Page;
-    use crate::testing::{MemoryBlobs, MemorySecrets, MemoryTable, RecordingMailer};
+    use crate::testing::{MemoryBlobs, MemoryDns, MemorySecrets, MemoryTable, RecordingMailer};
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1273,9 +1278,31 @@ mod tests {
         user
     }
 
+    /// The domain `org` verifies for single sign-on in [`add_business_data`].
+    fn sso_domain_of(org: &Org) -> String {
+        format!("n{}.se", org.number.replace('-', ""))
+    }
+
+    /// `org`'s owner claims `domain` and, when `verified`, proves it.
+    async fn claim_domain(fixture: &Fixture, org: &Org, domain: &str, verified: bool) {
+        let dns = Arc::new(MemoryDns::default());
+        let domains = SsoDomains::new(fixture.table.clone(), fixture.clock.clone(), dns.clone());
+        let owner = crate::audit::Actor {
+            tenant: org.tenant,
+            user: org.owner.id,
+            role: Role::Owner,
+            request: RequestInfo::default(),
+        };
+        let (claim, _) = domains.claim(&owner, domain).await.unwrap();
+        if verified {
+            dns.publish(&claim.record.name, &claim.record.value);
+            domains.verify(&owner, domain).await.unwrap();
+        }
+    }
+
     /// Contracts (one priced off a reference rate, with its marker), a dashboard and its
     /// registration, a file waiting for an import, single sign-on settings with their
-    /// client secret in the vault, and a session of the owner.
+    /// client secret in the vault and a verified domain, and a session of the owner.
     async fn add_business_data(fixture: &Fixture, org: &Org) {
         for (number, series) in [("LC-1", None), ("LC-2", Some("SWESTR"))] {
             let id = ContractId::generate();
@@ -1339,6 +1366,7 @@ mod tests {
             .put(settings, Condition::NotExists)
             .await
             .unwrap();
+        claim_domain(fixture, org, &sso_domain_of(org), true).await;
         SessionService::new(fixture.table.clone(), fixture.clock.clone())
             .open(&org.owner, "password", &RequestInfo::default())
             .await
@@ -1535,8 +1563,9 @@ mod tests {
         let record: RetentionRecord = from_item(record).unwrap();
         assert_eq!(record.removed_at, fixture.clock.now());
         assert_eq!(record.deletion_date, Some(fixture.clock.today()));
-        // Two members (their users); two contracts; the logins, the number, a marker and
-        // the dashboard registration; the file; the client secret.
+        // Two members (their users); two contracts; the logins, the number, a marker,
+        // the verified domain and the dashboard registration; the file; the client
+        // secret.
         assert_eq!(
             (
                 record.removed.members,
@@ -1545,8 +1574,17 @@ mod tests {
                 record.removed.blobs,
                 record.removed.secrets
             ),
-            (2, 2, 5, 1, 1)
+            (2, 2, 6, 1, 1)
         );
+        // Its domain is free for another organization; the other's stays verified.
+        for (org, kept) in [(&org, false), (&other, true)] {
+            let owner = fixture
+                .table
+                .get(&keys::sso_domain_owner(&sso_domain_of(org)))
+                .await
+                .unwrap();
+            assert_eq!(owner.is_some(), kept);
+        }
         assert_eq!(
             fixture.secrets.names(),
             [format!("sso/{}", other.tenant)],
@@ -1627,10 +1665,21 @@ mod tests {
             .await
             .unwrap();
 
+        // Both claimed a domain; the other organization verified it.
+        claim_domain(&fixture, &org, "shared.nordlysfleet.se", false).await;
+        claim_domain(&fixture, &other, "shared.nordlysfleet.se", true).await;
+
         warn(&fixture).await;
         fixture.activity(&other).await;
         fixture.advance_days(30);
         assert_eq!(fixture.service.run().await.unwrap().deleted, 1);
+        let domain_owner = fixture
+            .table
+            .get(&keys::sso_domain_owner("shared.nordlysfleet.se"))
+            .await
+            .unwrap()
+            .expect("the other organization's verified domain");
+        assert_eq!(domain_owner.attributes["tenantId"], json!(other.tenant));
         let login = fixture
             .table
             .get(&keys::email_login("moved@nordlysfleet.se"))
@@ -1781,14 +1830,15 @@ mod tests {
             )
             .unwrap();
             // Each page is counted with its deletions, so these are exact: the sign-up,
-            // the sign-in, the filler and the warning.
+            // the sign-in, the domain's claim and verification, the filler and the
+            // warning.
             assert_eq!(
                 (
                     record.removed.members,
                     record.removed.contracts,
                     record.removed.audit_events
                 ),
-                (2, 2, 153),
+                (2, 2, 155),
                 "cut off after {writes} writes"
             );
             assert!(fixture.blobs.keys().is_empty());

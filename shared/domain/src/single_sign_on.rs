@@ -9,7 +9,8 @@
 //!    asserts the address is verified (the link is made then); else
 //! 3. an open invitation to that verified address (accepted now, with its role); else
 //! 4. a new member, when the verified address is in one of the organization's
-//!    auto-create domains (with the default role); else nobody: the login is refused.
+//!    auto-create domains (with the default role) and the organization has proved it
+//!    controls that domain (`crate::sso_domains`); else nobody: the login is refused.
 //!
 //! On every sign-in the provider's groups are mapped to a role when any of them is
 //! mapped: the first of admin, editor, auditor, viewer that a group maps to. Owners are
@@ -34,6 +35,7 @@ use crate::modules::{Module, ModuleService};
 use crate::secrets::{SecretVault, SecretVaultError};
 use crate::sessions::SessionService;
 use crate::sso::{ClientId, EntraTenant, IssuerUrl, OidcClient, SsoError, SsoProvider};
+use crate::sso_domains::DomainName;
 use crate::store::{Condition, Item, StoreError, Table, WriteOp, from_item, to_attributes};
 use crate::validation::{FieldIssue, ValidationErrors};
 use chrono::{DateTime, Duration, Utc};
@@ -111,6 +113,8 @@ pub struct SsoConfiguration {
     #[schema(format = "password")]
     pub client_secret: Option<String>,
     /// E-mail domains whose verified addresses become members on their first sign-in.
+    /// Each must be a domain the organization has verified
+    /// (`POST /organization/sso/domains`, then `.../verify`).
     #[serde(default)]
     #[schema(example = json!(["nordlysfleet.se"]))]
     pub auto_create_domains: Vec<String>,
@@ -298,7 +302,9 @@ impl SingleSignOn {
     ) -> Result<SsoSettings, SsoServiceError> {
         require(actor, Permission::ManageOrganization)?;
         let existing = self.record(actor.tenant).await?;
-        let domains = check(&configuration, existing.is_some())?;
+        let (domains, still_verified) = self
+            .check_with_domains(actor, &configuration, &existing)
+            .await?;
         let now = self.clock.now();
         let secret_changed = configuration.client_secret.is_some();
         let provider_changed = existing
@@ -350,7 +356,11 @@ impl SingleSignOn {
                 .with_version(version),
             condition,
         };
-        match self.table.transact_write(vec![put, audit.write_op()]).await {
+        // Each auto-create domain must still be verified by this organization when the
+        // settings are written: a claim removed meanwhile cancels the write.
+        let mut ops = vec![put, audit.write_op()];
+        ops.extend(still_verified);
+        match self.table.transact_write(ops).await {
             Ok(()) => {}
             Err(StoreError::TransactionCanceled { .. }) => {
                 return Err(SsoServiceError::Contention);
@@ -372,6 +382,63 @@ impl SingleSignOn {
             tracing::info!(tenant_id = %actor.tenant, ended, "sso required: password sessions ended");
         }
         Ok(record.settings)
+    }
+
+    /// Checks a configuration, and that each of its auto-create domains is verified by
+    /// the organization; every problem at once. Answers the domains, normalized, and
+    /// the checks that keep them verified until the settings are written.
+    async fn check_with_domains(
+        &self,
+        actor: &Actor,
+        configuration: &SsoConfiguration,
+        existing: &Option<(SettingsRecord, u64)>,
+    ) -> Result<(Vec<String>, Vec<WriteOp>), SsoServiceError> {
+        let checked = check(configuration, existing.is_some());
+        let mut errors = match &checked {
+            Ok(_) => ValidationErrors::new(),
+            Err(errors) => errors.clone(),
+        };
+        // Each domain read once: its verification's version, or `None`.
+        let mut verified: BTreeMap<DomainName, Option<u64>> = BTreeMap::new();
+        for (i, domain) in configuration
+            .auto_create_domains
+            .iter()
+            .enumerate()
+            .take(MAX_AUTO_CREATE_DOMAINS)
+        {
+            // A domain that is no domain name was reported by `check`.
+            let Ok(domain) = DomainName::parse(domain) else {
+                continue;
+            };
+            let version = match verified.get(&domain) {
+                Some(version) => *version,
+                None => {
+                    let version =
+                        crate::sso_domains::verified_by(self.table.as_ref(), actor.tenant, &domain)
+                            .await?;
+                    verified.insert(domain, version);
+                    version
+                }
+            };
+            if version.is_none() {
+                errors.add(
+                    format!("/autoCreateDomains/{i}"),
+                    FieldIssue::DomainUnverified,
+                );
+            }
+        }
+        match checked {
+            Ok(domains) if errors.is_empty() => Ok((
+                domains,
+                verified
+                    .iter()
+                    .filter_map(|(domain, version)| {
+                        version.map(|version| crate::sso_domains::still_verified(domain, version))
+                    })
+                    .collect(),
+            )),
+            _ => Err(errors.into()),
+        }
     }
 
     /// Removes single sign-on and its secret (owners and admins). Links between members
@@ -659,16 +726,22 @@ impl SingleSignOn {
     ) -> Result<User, SsoServiceError> {
         let now = self.clock.now();
         let invitation = open_invitation_for(self.table.as_ref(), tenant, email, now).await?;
-        let domain = email.as_str().rsplit('@').next().unwrap_or_default();
-        let in_domain = settings.auto_create_domains.iter().any(|d| d == domain);
-        let role = match (&invitation, in_domain) {
-            (Some((invited, _)), _) => invited.invitation.role,
-            (None, true) => mapped_role.unwrap_or(settings.default_role),
-            (None, false) => {
-                self.audit_refusal(tenant, now, request, "no_matching_member")
-                    .await?;
-                return Err(SsoServiceError::NoAccount);
-            }
+        let role = match &invitation {
+            Some((invited, _)) => invited.invitation.role,
+            None => match self.auto_create_domain(tenant, settings, email).await? {
+                AutoCreate::Allowed => mapped_role.unwrap_or(settings.default_role),
+                AutoCreate::NotListed => {
+                    self.audit_refusal(tenant, now, request, "no_matching_member")
+                        .await?;
+                    return Err(SsoServiceError::NoAccount);
+                }
+                // Listed before domains had to be verified, or the proof was given up.
+                AutoCreate::Unverified => {
+                    self.audit_refusal(tenant, now, request, "auto_create_domain_unverified")
+                        .await?;
+                    return Err(SsoServiceError::NoAccount);
+                }
+            },
         };
         let name = identity
             .name
@@ -731,6 +804,34 @@ impl SingleSignOn {
             Err(StoreError::TransactionCanceled { .. }) => Err(SsoServiceError::Contention),
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Whether `email` may become a member by its domain: listed in the auto-create
+    /// domains and verified by the organization, now.
+    async fn auto_create_domain(
+        &self,
+        tenant: TenantId,
+        settings: &SsoSettings,
+        email: &Email,
+    ) -> Result<AutoCreate, SsoServiceError> {
+        let Some(domain) = DomainName::of_email(email) else {
+            return Ok(AutoCreate::NotListed);
+        };
+        if !settings
+            .auto_create_domains
+            .iter()
+            .any(|listed| listed == domain.as_str())
+        {
+            return Ok(AutoCreate::NotListed);
+        }
+        let verified = crate::sso_domains::verified_by(self.table.as_ref(), tenant, &domain)
+            .await?
+            .is_some();
+        Ok(if verified {
+            AutoCreate::Allowed
+        } else {
+            AutoCreate::Unverified
+        })
     }
 
     /// Gives `member` the role their provider groups map to, if any maps and it differs.
@@ -849,6 +950,47 @@ pub fn mapped_role(group_roles: &BTreeMap<String, Role>, groups: &[String]) -> O
         .find(|role| granted.contains(role))
 }
 
+/// Whether a verified address's domain lets its owner become a member.
+#[derive(Debug, PartialEq, Eq)]
+enum AutoCreate {
+    Allowed,
+    NotListed,
+    /// Listed, but the organization has not (or no longer) proved it controls it.
+    Unverified,
+}
+
+/// The most auto-create domains one configuration lists.
+const MAX_AUTO_CREATE_DOMAINS: usize = 50;
+
+/// The write that takes `domain` out of `tenant`'s auto-create domains, when its
+/// settings list it: for the transaction that gives up the domain's claim.
+pub(crate) async fn without_auto_create_domain(
+    table: &dyn Table,
+    tenant: TenantId,
+    domain: &DomainName,
+    now: DateTime<Utc>,
+) -> Result<Option<WriteOp>, StoreError> {
+    let Some(item) = table.get(&keys::sso_settings(tenant)).await? else {
+        return Ok(None);
+    };
+    let version = item.version;
+    let mut record: SettingsRecord = from_item(item)?;
+    let before = record.settings.auto_create_domains.len();
+    record
+        .settings
+        .auto_create_domains
+        .retain(|listed| listed != domain.as_str());
+    if record.settings.auto_create_domains.len() == before {
+        return Ok(None);
+    }
+    record.settings.updated_at = now;
+    Ok(Some(WriteOp::Put {
+        item: Item::new(keys::sso_settings(tenant), to_attributes(&record)?)
+            .with_version(version + 1),
+        condition: Condition::VersionIs(version),
+    }))
+}
+
 /// Checks a configuration; answers its auto-create domains, normalized.
 fn check(
     configuration: &SsoConfiguration,
@@ -893,24 +1035,24 @@ fn check(
         }
     }
     let mut domains = Vec::new();
-    if configuration.auto_create_domains.len() > 50 {
+    if configuration.auto_create_domains.len() > MAX_AUTO_CREATE_DOMAINS {
         errors.add(
             "/autoCreateDomains",
             FieldIssue::OutOfRange {
                 min: "0".into(),
-                max: "50".into(),
+                max: MAX_AUTO_CREATE_DOMAINS.to_string(),
             },
         );
     }
     for (i, domain) in configuration.auto_create_domains.iter().enumerate() {
-        let domain = domain.trim().to_ascii_lowercase();
-        // A domain is what follows the @ of an address we would accept.
-        if Email::parse(&format!("someone@{domain}")).is_ok() && domain.contains('.') {
-            if !domains.contains(&domain) {
-                domains.push(domain);
+        match DomainName::parse(domain) {
+            Ok(domain) => {
+                let domain = String::from(domain);
+                if !domains.contains(&domain) {
+                    domains.push(domain);
+                }
             }
-        } else {
-            errors.add(format!("/autoCreateDomains/{i}"), FieldIssue::InvalidEmail);
+            Err(issue) => errors.add(format!("/autoCreateDomains/{i}"), issue),
         }
     }
     if errors.is_empty() {
@@ -1007,9 +1149,9 @@ mod tests {
                 "/clientSecret blank",
                 "/defaultRole invalid_choice",
                 "/groupRoles/a~1b invalid_choice",
-                "/autoCreateDomains/0 invalid_email",
-                "/autoCreateDomains/1 invalid_email",
-                "/autoCreateDomains/2 invalid_email",
+                "/autoCreateDomains/0 invalid_domain",
+                "/autoCreateDomains/1 invalid_domain",
+                "/autoCreateDomains/2 invalid_domain",
             ]
         );
     }
@@ -1025,5 +1167,289 @@ mod tests {
                          "clientId": "x", "secretRef": "someone-elses"},
             "clientSecret": "s"}));
         assert!(parsed.is_err(), "the secret's name is ours to choose");
+    }
+
+    mod auto_create {
+        use super::super::*;
+        use super::configuration;
+        use crate::audit::AuditEvent;
+        use crate::clock::FixedClock;
+        use crate::dns::DnsResolver;
+        use crate::sso::{AuthorizationRequest, PendingLogin, VerifiedIdentity};
+        use crate::sso_domains::SsoDomains;
+        use crate::testing::{MemoryDns, MemorySecrets, MemoryTable};
+        use async_trait::async_trait;
+        use std::sync::Mutex;
+
+        /// A provider that vouches for whoever it was told to.
+        #[derive(Default)]
+        struct Vouching {
+            next: Mutex<Option<VerifiedIdentity>>,
+            logins: std::sync::atomic::AtomicUsize,
+        }
+
+        #[async_trait]
+        impl OidcClient for Vouching {
+            async fn authorization_request(
+                &self,
+                _provider: &SsoProvider,
+                _redirect_uri: &str,
+            ) -> Result<AuthorizationRequest, SsoError> {
+                let n = self
+                    .logins
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(AuthorizationRequest {
+                    url: "https://idp.example.com/authorize".into(),
+                    pending: PendingLogin {
+                        state: format!("state-{n}"),
+                        nonce: format!("nonce-{n}"),
+                        pkce_verifier: format!("verifier-{n}"),
+                    },
+                })
+            }
+
+            async fn complete(
+                &self,
+                _provider: &SsoProvider,
+                _client_secret: &str,
+                _redirect_uri: &str,
+                _code: &str,
+                _pending: &PendingLogin,
+            ) -> Result<VerifiedIdentity, SsoError> {
+                self.next
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .ok_or_else(|| SsoError::Config("nobody to vouch for".into()))
+            }
+        }
+
+        struct Fixture {
+            table: Arc<MemoryTable>,
+            dns: Arc<MemoryDns>,
+            oidc: Arc<Vouching>,
+            sso: SingleSignOn,
+            domains: SsoDomains,
+            owner: Actor,
+        }
+
+        impl Fixture {
+            async fn new() -> Self {
+                let table = Arc::new(MemoryTable::default());
+                let clock = Arc::new(FixedClock::new("2026-11-21T09:00:00Z".parse().unwrap()));
+                let dns = Arc::new(MemoryDns::default());
+                let oidc = Arc::new(Vouching::default());
+                let sso = SingleSignOn::new(
+                    table.clone(),
+                    clock.clone(),
+                    Arc::new(MemorySecrets::default()),
+                    oidc.clone(),
+                    "",
+                    "https://app.example.com/sso/callback",
+                );
+                let domains = SsoDomains::new(
+                    table.clone(),
+                    clock.clone(),
+                    dns.clone() as Arc<dyn DnsResolver>,
+                );
+                let owner = Actor {
+                    tenant: TenantId::generate(),
+                    user: UserId::generate(),
+                    role: Role::Owner,
+                    request: RequestInfo::default(),
+                };
+                ModuleService::new(table.clone(), clock)
+                    .set_active(&owner, Module::Sso, true)
+                    .await
+                    .unwrap();
+                Self {
+                    table,
+                    dns,
+                    oidc,
+                    sso,
+                    domains,
+                    owner,
+                }
+            }
+
+            fn configuration(domains: &[&str]) -> SsoConfiguration {
+                configuration(serde_json::json!({
+                    "provider": {"kind": "generic", "issuer": "https://idp.example.com",
+                                 "clientId": "leasedesk"},
+                    "clientSecret": "s",
+                    "autoCreateDomains": domains,
+                }))
+            }
+
+            async fn verify(&self, domain: &str) {
+                let (claim, _) = self.domains.claim(&self.owner, domain).await.unwrap();
+                self.dns.publish(&claim.record.name, &claim.record.value);
+                self.domains.verify(&self.owner, domain).await.unwrap();
+            }
+
+            /// A sign-in through the provider of someone with the verified `email`.
+            async fn sign_in(
+                &self,
+                subject: &str,
+                email: &str,
+            ) -> Result<SsoSignIn, SsoServiceError> {
+                *self.oidc.next.lock().unwrap() = Some(VerifiedIdentity {
+                    issuer: "https://idp.example.com".into(),
+                    subject: subject.into(),
+                    email: Some(email.into()),
+                    email_verified: true,
+                    name: Some("Sara Nyström".into()),
+                    groups: Vec::new(),
+                });
+                let started = self.sso.start(self.owner.tenant).await?;
+                self.sso
+                    .finish(&started.state, "code", &RequestInfo::default())
+                    .await
+            }
+
+            fn refusal_reasons(&self) -> Vec<String> {
+                self.table
+                    .items_in(&keys::tenant_partition(self.owner.tenant))
+                    .into_iter()
+                    .filter(|item| item.key.sk.starts_with(keys::AUDIT_PREFIX))
+                    .map(|item| from_item::<AuditEvent>(item).unwrap())
+                    .filter(|event| event.action == "auth.sign_in_failed")
+                    .map(|event| event.after.unwrap()["reason"].as_str().unwrap().to_owned())
+                    .collect()
+            }
+        }
+
+        fn codes(error: SsoServiceError) -> Vec<String> {
+            match error {
+                SsoServiceError::Invalid(errors) => errors
+                    .errors()
+                    .iter()
+                    .map(|error| format!("{} {}", error.pointer, error.issue.code()))
+                    .collect(),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn auto_create_domains_must_be_verified_by_the_organization() {
+            let fixture = Fixture::new().await;
+            let refused = fixture
+                .sso
+                .configure(
+                    &fixture.owner,
+                    Fixture::configuration(&["nordlysfleet.se", "not a domain", "Nordlysfleet.SE"]),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(
+                codes(refused),
+                [
+                    "/autoCreateDomains/1 invalid_domain",
+                    "/autoCreateDomains/0 domain_unverified",
+                    "/autoCreateDomains/2 domain_unverified",
+                ],
+                "every problem at once, each where it is"
+            );
+            // Claimed is not enough.
+            fixture
+                .domains
+                .claim(&fixture.owner, "nordlysfleet.se")
+                .await
+                .unwrap();
+            let refused = fixture
+                .sso
+                .configure(&fixture.owner, Fixture::configuration(&["nordlysfleet.se"]))
+                .await
+                .unwrap_err();
+            assert_eq!(codes(refused), ["/autoCreateDomains/0 domain_unverified"]);
+
+            fixture.verify("nordlysfleet.se").await;
+            let settings = fixture
+                .sso
+                .configure(&fixture.owner, Fixture::configuration(&["Nordlysfleet.SE"]))
+                .await
+                .unwrap();
+            assert_eq!(settings.auto_create_domains, ["nordlysfleet.se"]);
+
+            // Giving the domain up takes it out of the settings too.
+            fixture
+                .domains
+                .remove(&fixture.owner, "nordlysfleet.se")
+                .await
+                .unwrap();
+            let settings = fixture.sso.settings(&fixture.owner).await.unwrap().unwrap();
+            assert!(settings.auto_create_domains.is_empty());
+        }
+
+        #[tokio::test]
+        async fn members_are_created_only_from_verified_domains() {
+            let fixture = Fixture::new().await;
+            fixture.verify("nordlysfleet.se").await;
+            fixture
+                .sso
+                .configure(&fixture.owner, Fixture::configuration(&["nordlysfleet.se"]))
+                .await
+                .unwrap();
+            let joined = fixture
+                .sign_in("sub-sara", "sara@nordlysfleet.se")
+                .await
+                .unwrap();
+            assert!(joined.joined);
+            assert_eq!(joined.user.role, Role::Viewer);
+            // Another domain, verified or not, is no way in.
+            assert!(matches!(
+                fixture.sign_in("sub-eve", "eve@annanfirma.se").await,
+                Err(SsoServiceError::NoAccount)
+            ));
+
+            // Settings stored before domains had to be verified list one that is not.
+            let key = keys::sso_settings(fixture.owner.tenant);
+            let item = fixture.table.get(&key).await.unwrap().unwrap();
+            let version = item.version;
+            let mut record: SettingsRecord = from_item(item).unwrap();
+            record
+                .settings
+                .auto_create_domains
+                .push("annanfirma.se".into());
+            fixture
+                .table
+                .put(
+                    Item::new(key, to_attributes(&record).unwrap()).with_version(version + 1),
+                    Condition::VersionIs(version),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(
+                fixture.sign_in("sub-erik", "erik@annanfirma.se").await,
+                Err(SsoServiceError::NoAccount)
+            ));
+            // A domain whose proof was given up creates nobody either, even if the
+            // settings still listed it.
+            fixture
+                .table
+                .delete(&keys::sso_domain_owner("nordlysfleet.se"), Condition::None)
+                .await
+                .unwrap();
+            assert!(matches!(
+                fixture.sign_in("sub-anna", "anna@nordlysfleet.se").await,
+                Err(SsoServiceError::NoAccount)
+            ));
+            // The member created before still signs in: by the provider's subject.
+            let again = fixture
+                .sign_in("sub-sara", "sara@nordlysfleet.se")
+                .await
+                .unwrap();
+            assert_eq!((again.user.id, again.joined), (joined.user.id, false));
+            let mut reasons = fixture.refusal_reasons();
+            reasons.sort();
+            assert_eq!(
+                reasons,
+                [
+                    "auto_create_domain_unverified",
+                    "auto_create_domain_unverified",
+                    "no_matching_member",
+                ]
+            );
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! In-memory stand-ins for the ports, for unit tests of services that use the whole
-//! table (conditions, updates, queries on both orderings, transactions), blobs, secrets
-//! and mail.
+//! table (conditions, updates, queries on both orderings, transactions), blobs, secrets,
+//! mail and DNS.
 //! The adapters' conformance suites hold the real ones to the same rules.
 
 use crate::blobs::{
     Blob, BlobError, BlobInfo, BlobKey, BlobListing, Blobs, PresignedRequest, validate_list_limit,
 };
+use crate::dns::{DnsError, DnsResolver};
 use crate::mail::{Mail, MailError, Mailer, SentMail};
 use crate::secrets::{SecretVault, SecretVaultError, check_name};
 use crate::store::{
@@ -464,5 +465,57 @@ impl Mailer for RecordingMailer {
         Ok(SentMail {
             message_id: format!("memory-{}", sent.len()),
         })
+    }
+}
+
+/// A name system in a map: TXT records by name, and a failure to answer with instead.
+#[derive(Default)]
+pub struct MemoryDns {
+    records: Mutex<BTreeMap<String, Vec<String>>>,
+    failure: Mutex<Option<DnsError>>,
+    lookups: AtomicUsize,
+}
+
+impl MemoryDns {
+    /// Adds a TXT record at `name`.
+    pub fn publish(&self, name: &str, value: &str) {
+        self.lock()
+            .entry(name.to_owned())
+            .or_default()
+            .push(value.to_owned());
+    }
+
+    /// Every look-up fails with `failure` until told `None`.
+    pub fn fail_with(&self, failure: Option<DnsError>) {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
+    }
+
+    pub fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<String>>> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl DnsResolver for MemoryDns {
+    async fn txt_records(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if let Some(failure) = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+        {
+            return Err(failure);
+        }
+        Ok(self.lock().get(name).cloned().unwrap_or_default())
     }
 }

@@ -58,6 +58,10 @@ pub enum FieldIssue {
     InvalidId,
     /// Not a date or an RFC 3339 time from 1970 to 9999.
     InvalidInstant,
+    /// Not a DNS domain name of at least two labels (`nordlysfleet.se`).
+    InvalidDomain,
+    /// A domain the organization has not proved it controls (single sign-on).
+    DomainUnverified,
 }
 
 impl FieldIssue {
@@ -95,6 +99,8 @@ impl FieldIssue {
             FieldIssue::RateConflict => "rate_conflict",
             FieldIssue::InvalidId => "invalid_id",
             FieldIssue::InvalidInstant => "invalid_instant",
+            FieldIssue::InvalidDomain => "invalid_domain",
+            FieldIssue::DomainUnverified => "domain_unverified",
         }
     }
 

@@ -1,9 +1,14 @@
 //! Protocol peers for tests: [`OidcTestProvider`], an OpenID Connect provider on
 //! loopback that speaks the real protocol (discovery, JWKS, authorization endpoint,
-//! token endpoint with PKCE) and can be told to misbehave.
+//! token endpoint with PKCE) and can be told to misbehave; and [`DnsTestServer`], a
+//! name server on loopback that answers TXT queries from a table (`dns`).
 //!
-//! It is test infrastructure: it panics when it cannot start, and keeps everything in
-//! memory.
+//! They are test infrastructure: they panic when they cannot start, keep everything in
+//! memory, and stop when dropped.
+
+mod dns;
+
+pub use dns::{DnsBehaviour, DnsTestServer};
 
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};

@@ -34,6 +34,14 @@ pub fn state(
             .unwrap(),
         ),
         secret_prefix: String::new(),
+        // No name server listens there: the handler tests verify no domain.
+        dns: Arc::new(
+            adapters::dns::HickoryDns::with_name_server(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+                adapters::dns::DnsSettings::default(),
+            )
+            .unwrap(),
+        ),
     };
     auth::AuthState::new(table, auth, clock, outbox, "https://app.leasedesk.se", sso)
 }
