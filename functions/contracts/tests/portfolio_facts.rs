@@ -16,6 +16,7 @@ use domain::store::{
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use testkit::{BeforePut, HookedTable};
 
 const CONTRACTS: usize = 12;
 
@@ -232,20 +233,15 @@ async fn the_nightly_roll_moves_the_figures_and_the_facts_to_the_new_day() {
     assert_eq!(s.portfolio.roll_all().await.unwrap(), 0);
 }
 
-/// A table on which a user changes a contract just before the roll stores its facts.
-struct RacingTable {
-    inner: Arc<dyn Table>,
+/// A user changes a contract just before the roll stores its facts.
+struct RaceTheRoll {
     raced: AtomicBool,
     race: OnceLock<(ContractService, Actor)>,
 }
 
 #[async_trait]
-impl Table for RacingTable {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
+impl BeforePut for RaceTheRoll {
+    async fn before_put(&self, item: &Item, condition: &Condition) {
         let refresh = item.attributes.contains_key("portfolioFacts")
             && matches!(condition, Condition::VersionIs(_));
         if refresh
@@ -263,23 +259,6 @@ impl Table for RacingTable {
                 .await
                 .unwrap();
         }
-        self.inner.put(item, condition).await
-    }
-
-    async fn update(&self, update: Update) -> Result<Item, StoreError> {
-        self.inner.update(update).await
-    }
-
-    async fn delete(&self, key: &Key, condition: Condition) -> Result<Option<Item>, StoreError> {
-        self.inner.delete(key, condition).await
-    }
-
-    async fn query(&self, query: Query) -> Result<Page, StoreError> {
-        self.inner.query(query).await
-    }
-
-    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        self.inner.transact_write(ops).await
     }
 }
 
@@ -288,22 +267,24 @@ async fn a_change_racing_the_roll_keeps_its_own_version_and_facts() {
     let data = tempfile::tempdir().unwrap();
     let inner: Arc<dyn Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
-    let racing = Arc::new(RacingTable {
+    let racing = Arc::new(HookedTable {
         inner: inner.clone(),
-        raced: AtomicBool::new(false),
-        race: OnceLock::new(),
+        hook: RaceTheRoll {
+            raced: AtomicBool::new(false),
+            race: OnceLock::new(),
+        },
     });
     let s = with_table(racing.clone(), data);
     s.portfolio.dashboard(&s.actor).await.unwrap();
     s.create_all().await;
     s.next_day().await;
-    let _ = racing.race.set((
+    let _ = racing.hook.race.set((
         ContractService::new(inner.clone(), s.clock.clone() as Arc<dyn Clock>),
         s.actor.clone(),
     ));
 
     assert_eq!(s.portfolio.roll_all().await.unwrap(), 1);
-    assert!(racing.raced.load(Ordering::SeqCst));
+    assert!(racing.hook.raced.load(Ordering::SeqCst));
     let all = query_all(
         inner.as_ref(),
         Query::partition(keys::tenant_partition(s.actor.tenant))

@@ -10,11 +10,10 @@ use domain::blobs::{BlobKey, Blobs};
 use domain::clock::FixedClock;
 use domain::ids::{JobId, TenantId, UserId};
 use domain::jobs::{ImportJob, JobFailure, JobService, JobStatus};
-use domain::store::{
-    Condition, Item, Key, Page, Query, StoreError, Table, Update, WriteOp, query_all,
-};
+use domain::store::{Condition, Item, Query, Table, query_all};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use testkit::{BeforePut, HookedTable};
 
 struct Harness {
     table: Arc<dyn Table>,
@@ -303,44 +302,22 @@ async fn a_dry_run_reports_and_a_bad_file_or_message_fails_cleanly() {
     );
 }
 
-/// A table on which the request that queued a job saves it `queued` at the worst
-/// moment: after the worker read the job, just before the worker's first save of it.
+/// The request that queued a job saves it `queued` at the worst moment: after the
+/// worker read the job, just before the worker's first save of it.
 struct QueuedMeanwhile {
-    inner: Arc<dyn Table>,
     jobs: JobService,
     job: (TenantId, JobId),
     fired: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl Table for QueuedMeanwhile {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
+impl BeforePut for QueuedMeanwhile {
+    async fn before_put(&self, item: &Item, _: &Condition) {
         if item.key.sk.starts_with("JOB#") && !self.fired.swap(true, Ordering::SeqCst) {
             let mut queued = self.jobs.get(self.job.0, self.job.1).await.unwrap();
             queued.status = JobStatus::Queued;
             self.jobs.save(queued).await.unwrap();
         }
-        self.inner.put(item, condition).await
-    }
-
-    async fn update(&self, update: Update) -> Result<Item, StoreError> {
-        self.inner.update(update).await
-    }
-
-    async fn delete(&self, key: &Key, condition: Condition) -> Result<Option<Item>, StoreError> {
-        self.inner.delete(key, condition).await
-    }
-
-    async fn query(&self, query: Query) -> Result<Page, StoreError> {
-        self.inner.query(query).await
-    }
-
-    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        self.inner.transact_write(ops).await
     }
 }
 
@@ -364,11 +341,13 @@ async fn a_job_saved_queued_after_the_worker_read_it_still_runs_at_once() {
     job.upload_key = key.to_string();
     let job = h.jobs.save(job).await.unwrap();
 
-    let racing: Arc<dyn Table> = Arc::new(QueuedMeanwhile {
+    let racing: Arc<dyn Table> = Arc::new(HookedTable {
         inner: h.table.clone(),
-        jobs: JobService::new(h.table.clone(), h.clock.clone()),
-        job: (job.tenant_id, job.id),
-        fired: Default::default(),
+        hook: QueuedMeanwhile {
+            jobs: JobService::new(h.table.clone(), h.clock.clone()),
+            job: (job.tenant_id, job.id),
+            fired: Default::default(),
+        },
     });
     let worker = ImportWorker::new(racing, h.clock.clone(), h.blobs.clone());
     let response = handle(h.event(&job), &worker).await;

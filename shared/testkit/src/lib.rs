@@ -1,14 +1,17 @@
 //! Protocol peers for tests: [`OidcTestProvider`], an OpenID Connect provider on
 //! loopback that speaks the real protocol (discovery, JWKS, authorization endpoint,
-//! token endpoint with PKCE) and can be told to misbehave; and [`DnsTestServer`], a
-//! name server on loopback that answers TXT queries from a table (`dns`).
+//! token endpoint with PKCE) and can be told to misbehave; [`DnsTestServer`], a
+//! name server on loopback that answers TXT queries from a table (`dns`); and
+//! [`HookedTable`], a table that lets a test land a change just before a put.
 //!
 //! They are test infrastructure: they panic when they cannot start, keep everything in
 //! memory, and stop when dropped.
 
 mod dns;
+mod table;
 
 pub use dns::{DnsBehaviour, DnsTestServer};
+pub use table::{BeforePut, HookedTable};
 
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
