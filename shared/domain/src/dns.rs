@@ -28,3 +28,23 @@ pub enum DnsError {
     #[error("the name servers failed: {0}")]
     Failed(String),
 }
+
+/// Whether `name` (ASCII, lower case: IDNA already applied) is a host name of at least
+/// two labels: labels of 1–63 letters, digits and inner hyphens, at most 253
+/// characters, and a top-level label that is not all digits (that would be an address).
+pub fn is_domain_name(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+}

@@ -104,7 +104,7 @@ impl EntraTenant {
         if matches!(tenant.as_str(), "common" | "organizations" | "consumers") {
             return Err(SsoConfigError::MultiTenantEntra(tenant));
         }
-        if is_guid(&tenant) || is_domain_name(&tenant) {
+        if is_guid(&tenant) || crate::dns::is_domain_name(&tenant) {
             Ok(Self(tenant))
         } else {
             Err(SsoConfigError::InvalidEntraTenant)
@@ -149,25 +149,6 @@ pub fn is_guid(text: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// A DNS name of at least two labels with an alphabetic top-level label: what a
-/// verified domain of an Entra tenant looks like. Lower case only.
-fn is_domain_name(text: &str) -> bool {
-    let labels: Vec<&str> = text.split('.').collect();
-    text.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// An OpenID Connect issuer URL, kept exactly as configured because ID tokens must name

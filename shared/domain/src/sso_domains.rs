@@ -88,21 +88,7 @@ impl DomainName {
             Ok(url::Host::Domain(name)) => name,
             _ => return Err(FieldIssue::InvalidDomain),
         };
-        let labels: Vec<&str> = ascii.split('.').collect();
-        let valid = ascii.len() <= Self::MAX_CHARS
-            && labels.len() >= 2
-            && labels.iter().all(|label| {
-                (1..=63).contains(&label.len())
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            })
-            // A top-level label of digits only is an address, not a name.
-            && labels
-                .last()
-                .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()));
+        let valid = ascii.len() <= Self::MAX_CHARS && crate::dns::is_domain_name(&ascii);
         if valid {
             Ok(Self(ascii))
         } else {
