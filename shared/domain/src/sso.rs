@@ -439,6 +439,9 @@ mod tests {
         let domain = EntraTenant::parse(" contoso.se ").unwrap();
         assert_eq!(domain.as_str(), "contoso.se");
         assert!(!domain.is_tenant_id());
+        // A verified domain under an internationalized top-level domain, as punycode.
+        let idn = EntraTenant::parse("xn--80ak6aa92e.xn--p1ai").unwrap();
+        assert_eq!(idn.as_str(), "xn--80ak6aa92e.xn--p1ai");
         for multi in ["common", "Organizations", "consumers"] {
             assert!(matches!(
                 EntraTenant::parse(multi),
