@@ -187,6 +187,17 @@ async fn audit_actions(app: &TestApp, owner: &Account, action: &str) -> Vec<Valu
         .clone()
 }
 
+/// The organization's whole audit trail as its CSV export.
+async fn audit_trail(app: &TestApp, owner: &Account) -> String {
+    app.authed(&owner.token, Method::GET, "/audit/export")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn modules_start_with_a_ten_day_trial_and_gate_their_routes() {
     let app = TestApp::spawn().await;
@@ -391,14 +402,7 @@ async fn sso_signs_in_creates_matches_by_subject_and_maps_groups() {
             .count()
             >= 5
     );
-    let trail = app
-        .authed(&owner.token, Method::GET, "/audit/export")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let trail = audit_trail(&app, &owner).await;
     assert!(!trail.contains(provider.client_secret()));
     assert!(!trail.contains(&returned.code));
     assert!(!trail.contains(&returned.state));
@@ -828,14 +832,7 @@ async fn sso_domains_are_proved_by_a_dns_record_before_members_are_created_from_
             "sso.domain_claimed",
         ]
     );
-    let trail = app
-        .authed(&owner.token, Method::GET, "/audit/export")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let trail = audit_trail(&app, &owner).await;
     assert!(!trail.contains(token), "the token stays out of the trail");
 
     // Given up: it leaves the auto-create domains, creates nobody, and is free.

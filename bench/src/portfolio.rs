@@ -13,11 +13,12 @@ use domain::clock::{Clock, FixedClock, SystemClock};
 use domain::contracts::Contract;
 use domain::ids::{TenantId, UserId};
 use domain::portfolio::{PortfolioService, RecomputeReport};
-use domain::store::{Condition, Item, Key, Page, Query, StoreError, Table, Update, WriteOp};
+use domain::store::{Query, Table};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use testkit::{HookedTable, TableHooks};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -85,14 +86,23 @@ async fn main() -> Result<()> {
     let table: Arc<dyn Table> = Arc::new(adapters::embedded::SqliteTable::open(
         &data.path().join("leasedesk.sqlite3"),
     )?);
-    let counting = Arc::new(CountingTable::new(table.clone()));
+    let counting = Arc::new(HookedTable {
+        inner: table.clone(),
+        hooks: ReadCounter::default(),
+    });
     let service = PortfolioService::new(
         counting.clone(),
         Arc::new(SystemClock),
         PortfolioService::standard_defaults(),
     );
-    let reads_large = counting.reads_of(service.dashboard(&large.actor())).await?;
-    let reads_small = counting.reads_of(service.dashboard(&small.actor())).await?;
+    let reads_large = counting
+        .hooks
+        .reads_of(service.dashboard(&large.actor()))
+        .await?;
+    let reads_small = counting
+        .hooks
+        .reads_of(service.dashboard(&small.actor()))
+        .await?;
 
     // The schedule of every contract, computed once each.
     let all = all_contracts(table.as_ref(), large.tenant).await?;
@@ -385,54 +395,24 @@ async fn all_contracts(table: &dyn Table, tenant: TenantId) -> Result<Vec<Contra
 }
 
 /// Counts the reads that reach the table.
-struct CountingTable {
-    inner: Arc<dyn Table>,
-    reads: AtomicUsize,
+#[derive(Default)]
+struct ReadCounter(AtomicUsize);
+
+#[async_trait]
+impl TableHooks for ReadCounter {
+    async fn before_read(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
-impl CountingTable {
-    fn new(inner: Arc<dyn Table>) -> Self {
-        Self {
-            inner,
-            reads: AtomicUsize::new(0),
-        }
-    }
-
+impl ReadCounter {
+    /// The reads `work` makes.
     async fn reads_of<T, E: std::fmt::Display>(
         &self,
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<usize> {
-        let before = self.reads.load(Ordering::SeqCst);
+        let before = self.0.load(Ordering::SeqCst);
         work.await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(self.reads.load(Ordering::SeqCst) - before)
-    }
-}
-
-#[async_trait]
-impl Table for CountingTable {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key).await
-    }
-
-    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
-        self.inner.put(item, condition).await
-    }
-
-    async fn update(&self, update: Update) -> Result<Item, StoreError> {
-        self.inner.update(update).await
-    }
-
-    async fn delete(&self, key: &Key, condition: Condition) -> Result<Option<Item>, StoreError> {
-        self.inner.delete(key, condition).await
-    }
-
-    async fn query(&self, query: Query) -> Result<Page, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.query(query).await
-    }
-
-    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        self.inner.transact_write(ops).await
+        Ok(self.0.load(Ordering::SeqCst) - before)
     }
 }

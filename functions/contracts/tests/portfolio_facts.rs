@@ -10,13 +10,11 @@ use domain::contracts::{Contract, ContractService};
 use domain::ids::{ContractId, TenantId, UserId};
 use domain::keys;
 use domain::portfolio::{PortfolioService, RecomputeReport, StoredFacts};
-use domain::store::{
-    Condition, Item, Key, Page, Query, StoreError, Table, Update, WriteOp, query_all,
-};
+use domain::store::{Condition, Item, Query, StoreError, Table, WriteOp, query_all};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use testkit::{BeforePut, HookedTable};
+use testkit::{HookedTable, TableHooks};
 
 const CONTRACTS: usize = 12;
 
@@ -240,7 +238,7 @@ struct RaceTheRoll {
 }
 
 #[async_trait]
-impl BeforePut for RaceTheRoll {
+impl TableHooks for RaceTheRoll {
     async fn before_put(&self, item: &Item, condition: &Condition) {
         let refresh = item.attributes.contains_key("portfolioFacts")
             && matches!(condition, Condition::VersionIs(_));
@@ -269,7 +267,7 @@ async fn a_change_racing_the_roll_keeps_its_own_version_and_facts() {
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
     let racing = Arc::new(HookedTable {
         inner: inner.clone(),
-        hook: RaceTheRoll {
+        hooks: RaceTheRoll {
             raced: AtomicBool::new(false),
             race: OnceLock::new(),
         },
@@ -278,13 +276,13 @@ async fn a_change_racing_the_roll_keeps_its_own_version_and_facts() {
     s.portfolio.dashboard(&s.actor).await.unwrap();
     s.create_all().await;
     s.next_day().await;
-    let _ = racing.hook.race.set((
+    let _ = racing.hooks.race.set((
         ContractService::new(inner.clone(), s.clock.clone() as Arc<dyn Clock>),
         s.actor.clone(),
     ));
 
     assert_eq!(s.portfolio.roll_all().await.unwrap(), 1);
-    assert!(racing.hook.raced.load(Ordering::SeqCst));
+    assert!(racing.hooks.raced.load(Ordering::SeqCst));
     let all = query_all(
         inner.as_ref(),
         Query::partition(keys::tenant_partition(s.actor.tenant))
@@ -311,38 +309,17 @@ async fn a_change_racing_the_roll_keeps_its_own_version_and_facts() {
     assert_eq!((report.facts_reused, report.facts_computed), (CONTRACTS, 0));
 }
 
-/// A table on which the first transactions are cancelled without a failed condition, as
-/// DynamoDB cancels one that meets another on the same item (`TransactionConflict`).
-struct ConflictingTable {
-    inner: Arc<dyn Table>,
-    conflicts_left: std::sync::atomic::AtomicUsize,
+/// The first transactions are cancelled without a failed condition, as DynamoDB cancels
+/// one that meets another on the same item (`TransactionConflict`).
+struct Conflicts {
+    left: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
-impl Table for ConflictingTable {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn put(&self, item: Item, condition: Condition) -> Result<(), StoreError> {
-        self.inner.put(item, condition).await
-    }
-
-    async fn update(&self, update: Update) -> Result<Item, StoreError> {
-        self.inner.update(update).await
-    }
-
-    async fn delete(&self, key: &Key, condition: Condition) -> Result<Option<Item>, StoreError> {
-        self.inner.delete(key, condition).await
-    }
-
-    async fn query(&self, query: Query) -> Result<Page, StoreError> {
-        self.inner.query(query).await
-    }
-
-    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+impl TableHooks for Conflicts {
+    async fn before_transaction(&self, _: &[WriteOp]) -> Result<(), StoreError> {
         let conflicted = self
-            .conflicts_left
+            .left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                 left.checked_sub(1)
             })
@@ -350,7 +327,7 @@ impl Table for ConflictingTable {
         if conflicted {
             return Err(StoreError::TransactionCanceled { failed: Vec::new() });
         }
-        self.inner.transact_write(ops).await
+        Ok(())
     }
 }
 
@@ -359,30 +336,30 @@ async fn a_change_that_meets_a_concurrent_transaction_is_tried_again() {
     let data = tempfile::tempdir().unwrap();
     let inner: Arc<dyn Table> =
         Arc::new(adapters::embedded::SqliteTable::open(&data.path().join("t.sqlite3")).unwrap());
-    let conflicting = Arc::new(ConflictingTable {
+    let conflicting = Arc::new(HookedTable {
         inner,
-        conflicts_left: std::sync::atomic::AtomicUsize::new(0),
+        hooks: Conflicts {
+            left: std::sync::atomic::AtomicUsize::new(0),
+        },
     });
     let s = with_table(conflicting.clone(), data);
     s.portfolio.dashboard(&s.actor).await.unwrap();
 
     // Three conflicts in a row: the fourth attempt lands, once.
-    conflicting.conflicts_left.store(3, Ordering::SeqCst);
+    conflicting.hooks.left.store(3, Ordering::SeqCst);
     let input = serde_json::from_value(new_contract(1)).unwrap();
     let created = s.contracts.create(&s.actor, input, None).await.unwrap();
-    assert_eq!(conflicting.conflicts_left.load(Ordering::SeqCst), 0);
+    assert_eq!(conflicting.hooks.left.load(Ordering::SeqCst), 0);
     assert_eq!(s.contract(created.contract.id).await, created.contract);
     let report = s.portfolio.recompute(&s.actor).await.unwrap();
     assert_eq!(report.differences, [], "{report:?}");
     assert_eq!(report.contracts, 1);
 
     // A conflict that does not clear is reported, and nothing is written.
-    conflicting
-        .conflicts_left
-        .store(usize::MAX, Ordering::SeqCst);
+    conflicting.hooks.left.store(usize::MAX, Ordering::SeqCst);
     let input = serde_json::from_value(new_contract(2)).unwrap();
     assert!(s.contracts.create(&s.actor, input, None).await.is_err());
-    conflicting.conflicts_left.store(0, Ordering::SeqCst);
+    conflicting.hooks.left.store(0, Ordering::SeqCst);
     let report = s.portfolio.recompute(&s.actor).await.unwrap();
     assert_eq!(report.contracts, 1);
 }

@@ -13,7 +13,7 @@ use domain::jobs::{ImportJob, JobFailure, JobService, JobStatus};
 use domain::store::{Condition, Item, Query, Table, query_all};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use testkit::{BeforePut, HookedTable};
+use testkit::{HookedTable, TableHooks};
 
 struct Harness {
     table: Arc<dyn Table>,
@@ -311,7 +311,7 @@ struct QueuedMeanwhile {
 }
 
 #[async_trait::async_trait]
-impl BeforePut for QueuedMeanwhile {
+impl TableHooks for QueuedMeanwhile {
     async fn before_put(&self, item: &Item, _: &Condition) {
         if item.key.sk.starts_with("JOB#") && !self.fired.swap(true, Ordering::SeqCst) {
             let mut queued = self.jobs.get(self.job.0, self.job.1).await.unwrap();
@@ -343,7 +343,7 @@ async fn a_job_saved_queued_after_the_worker_read_it_still_runs_at_once() {
 
     let racing: Arc<dyn Table> = Arc::new(HookedTable {
         inner: h.table.clone(),
-        hook: QueuedMeanwhile {
+        hooks: QueuedMeanwhile {
             jobs: JobService::new(h.table.clone(), h.clock.clone()),
             job: (job.tenant_id, job.id),
             fired: Default::default(),

@@ -2,7 +2,7 @@
 //! loopback that speaks the real protocol (discovery, JWKS, authorization endpoint,
 //! token endpoint with PKCE) and can be told to misbehave; [`DnsTestServer`], a
 //! name server on loopback that answers TXT queries from a table (`dns`); and
-//! [`HookedTable`], a table that lets a test land a change just before a put.
+//! [`HookedTable`], a table with hooks before the calls it passes on.
 //!
 //! They are test infrastructure: they panic when they cannot start, keep everything in
 //! memory, and stop when dropped.
@@ -11,7 +11,7 @@ mod dns;
 mod table;
 
 pub use dns::{DnsBehaviour, DnsTestServer};
-pub use table::{BeforePut, HookedTable};
+pub use table::{HookedTable, TableHooks};
 
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
