@@ -157,13 +157,12 @@ struct Cuts {
 }
 
 impl Cuts {
-    /// The cuts that keep about [`LIST_KEPT`] of each list, of contracts ranked `ranks`
-    /// (reordered).
-    fn keeping(ranks: &mut [Rank]) -> Self {
+    /// The cuts that keep about [`LIST_KEPT`] of each list, of contracts ranked `ranks`.
+    fn keeping(ranks: impl IntoIterator<Item = Rank>) -> Self {
         let mut potentials: Vec<i64> = Vec::new();
         let mut end_dates: Vec<NaiveDate> = Vec::new();
-        for rank in ranks.iter() {
-            match *rank {
+        for rank in ranks {
+            match rank {
                 Rank::Saving(potential) => potentials.push(potential),
                 Rank::Overdue(end_date) => end_dates.push(end_date),
             }
@@ -1114,7 +1113,7 @@ pub async fn prepare_bulk(
         ranks.extend(Facts::with_debts(contract, as_of, computed.debts).ranks(market));
         facts[index] = Some(computed);
     }
-    let cuts = epoch.cuts.tightened(Cuts::keeping(&mut ranks));
+    let cuts = epoch.cuts.tightened(Cuts::keeping(ranks));
     if cuts != epoch.cuts {
         epoch.cuts = cuts;
         let item = Item::new(keys::portfolio_epoch(tenant), to_attributes(&epoch)?)
@@ -1572,13 +1571,12 @@ impl PortfolioService {
                 mut entries,
                 computed,
             } = tally(&contracts, as_of, market);
-            let mut ranks: Vec<Rank> = entries.iter().map(|entry| entry.rank).collect();
             let epoch = Epoch {
                 id: uuid::Uuid::now_v7().simple().to_string(),
                 as_of,
                 market_rate: market,
                 built_at: self.clock.now(),
-                cuts: Cuts::keeping(&mut ranks),
+                cuts: Cuts::keeping(entries.iter().map(|entry| entry.rank)),
             };
             entries.retain(|entry| epoch.cuts.lists(entry.rank));
             let computation = started.elapsed();
@@ -3339,12 +3337,12 @@ mod tests {
         let few: Vec<Rank> = (1..=LIST_KEPT)
             .flat_map(|n| [Rank::Saving(n as i64), Rank::Overdue(day(n))])
             .collect();
-        assert_eq!(Cuts::keeping(&mut few.clone()), Cuts::default());
+        assert_eq!(Cuts::keeping(few), Cuts::default());
         // Largest potential first, longest overdue (earliest end) first.
-        let mut many: Vec<Rank> = (1..=3 * LIST_KEPT)
+        let many: Vec<Rank> = (1..=3 * LIST_KEPT)
             .flat_map(|n| [Rank::Saving(n as i64), Rank::Overdue(day(n))])
             .collect();
-        let cuts = Cuts::keeping(&mut many);
+        let cuts = Cuts::keeping(many.iter().copied());
         assert_eq!(cuts.savings_floor, Some(2 * LIST_KEPT as i64 + 1));
         assert_eq!(cuts.extended_through, Some(day(2 * LIST_KEPT + 1)));
         assert_eq!(
@@ -3352,10 +3350,10 @@ mod tests {
             2 * LIST_KEPT
         );
         // Ties at the cut all stay listed.
-        let mut tied: Vec<Rank> = (0..2 * LIST_KEPT)
+        let tied: Vec<Rank> = (0..2 * LIST_KEPT)
             .flat_map(|_| [Rank::Saving(5), Rank::Overdue(day(9))])
             .collect();
-        let cuts = Cuts::keeping(&mut tied);
+        let cuts = Cuts::keeping(tied);
         assert_eq!(cuts.savings_floor, Some(5));
         assert_eq!(cuts.extended_through, Some(day(9)));
 
